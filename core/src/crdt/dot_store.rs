@@ -1,0 +1,108 @@
+use alloc::vec::Vec;
+
+use serde::{Deserialize, Deserializer, Serialize, de::Error as _};
+
+use super::Lattice;
+use crate::clock::{CausalContext, Dot};
+
+/// A store of values tagged by dots, joined under causal contexts.
+///
+/// The join rule (Almeida et al., §6): a dot survives if both sides hold it,
+/// or if one side holds it and the other side's context has never seen it.
+/// A dot that one side has seen but no longer holds was removed there, and
+/// that removal wins over the stale copy.
+pub trait DotStore: Clone + Default + PartialEq {
+    /// True if the store holds no dot.
+    fn is_bottom(&self) -> bool;
+
+    /// Calls `f` for every dot held.
+    fn for_each_dot(&self, f: &mut dyn FnMut(Dot));
+
+    /// Joins `other` (which lives under `other_cx`) into `self` (which lives
+    /// under `cx`). The contexts themselves are joined by the caller.
+    fn join_store(&mut self, cx: &CausalContext, other: Self, other_cx: &CausalContext);
+
+    /// Every dot held, in the order `for_each_dot` gives them.
+    fn dots(&self) -> Vec<Dot> {
+        let mut v = Vec::new();
+        self.for_each_dot(&mut |d| v.push(d));
+        v
+    }
+}
+
+/// A dot store paired with its causal context: a complete replica (or delta)
+/// of a dot-based CRDT.
+///
+/// Invariant: every dot in `store` is in `context`. Decoding refuses input
+/// that breaks it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Causal<S> {
+    pub(crate) store: S,
+    pub(crate) context: CausalContext,
+}
+
+impl<S: DotStore> Causal<S> {
+    /// An empty replica (bottom).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Pairs a store with a context, checking that the context covers every
+    /// dot of the store. Returns `None` otherwise.
+    pub fn from_parts(store: S, context: CausalContext) -> Option<Self> {
+        let mut ok = true;
+        store.for_each_dot(&mut |d| ok &= context.contains(d));
+        ok.then_some(Self { store, context })
+    }
+
+    /// The values.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Every event this replica has seen (including removed ones).
+    pub fn context(&self) -> &CausalContext {
+        &self.context
+    }
+
+    /// Splits into store and context.
+    pub fn into_parts(self) -> (S, CausalContext) {
+        (self.store, self.context)
+    }
+
+    /// Applies a store-level mutator to this replica and returns its delta.
+    ///
+    /// ```
+    /// use neuroplex_core::{Causal, AWSet, ReplicaId};
+    /// let mut s: Causal<AWSet<u32>> = Causal::new();
+    /// let delta = s.mutate(|set, cx| set.add(cx, ReplicaId::new(7), 1));
+    /// assert!(delta.store().contains(&1));
+    /// ```
+    pub fn mutate<F>(&mut self, f: F) -> Causal<S>
+    where
+        F: FnOnce(&mut S, &mut CausalContext) -> Causal<S>,
+    {
+        f(&mut self.store, &mut self.context)
+    }
+}
+
+impl<S: DotStore> Lattice for Causal<S> {
+    fn join(&mut self, other: Self) {
+        self.store
+            .join_store(&self.context, other.store, &other.context);
+        self.context.join(&other.context);
+    }
+}
+
+impl<'de, S: DotStore + Deserialize<'de>> Deserialize<'de> for Causal<S> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw<S> {
+            store: S,
+            context: CausalContext,
+        }
+        let raw = Raw::<S>::deserialize(d)?;
+        Causal::from_parts(raw.store, raw.context)
+            .ok_or_else(|| D::Error::custom("store holds a dot its context does not cover"))
+    }
+}
