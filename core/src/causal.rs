@@ -142,9 +142,7 @@ impl<D> CausalBuffer<D> {
         if seq == 0 {
             return Err(Overflow::Malformed { origin: env.origin });
         }
-        if seq <= self.delivered.get(env.origin)
-            || self.pending.contains_key(&(env.origin, seq))
-        {
+        if seq <= self.delivered.get(env.origin) || self.pending.contains_key(&(env.origin, seq)) {
             return Ok(Vec::new());
         }
         if !self.is_ready(&env) {

@@ -177,7 +177,11 @@ impl<'de> Deserialize<'de> for CausalContext {
             cloud: BTreeSet<Dot>,
         }
         let raw = Raw::deserialize(d)?;
-        if raw.cloud.iter().any(|d| d.counter <= raw.vv.get(d.replica).saturating_add(1)) {
+        if raw
+            .cloud
+            .iter()
+            .any(|d| d.counter <= raw.vv.get(d.replica).saturating_add(1))
+        {
             return Err(D::Error::custom("causal context not in canonical form"));
         }
         Ok(Self {

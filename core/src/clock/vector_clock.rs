@@ -105,7 +105,10 @@ impl VectorClock {
         }
         let mut out: SmallVec<[(ReplicaId, u64); 1]> =
             SmallVec::with_capacity(self.entries.len().max(other.entries.len()));
-        let (mut a, mut b) = (self.entries.iter().peekable(), other.entries.iter().peekable());
+        let (mut a, mut b) = (
+            self.entries.iter().peekable(),
+            other.entries.iter().peekable(),
+        );
         loop {
             match (a.peek(), b.peek()) {
                 (Some(&&x), Some(&&y)) => match x.0.cmp(&y.0) {
@@ -230,7 +233,9 @@ impl FromIterator<(ReplicaId, u64)> for VectorClock {
 
 impl fmt::Debug for VectorClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.entries.iter().map(|e| (e.0, e.1))).finish()
+        f.debug_map()
+            .entries(self.entries.iter().map(|e| (e.0, e.1)))
+            .finish()
     }
 }
 
@@ -243,7 +248,9 @@ impl<'de> Deserialize<'de> for VectorClock {
             return Err(D::Error::custom("vector clock entry of 0"));
         }
         if entries.windows(2).any(|w| w[0].0 >= w[1].0) {
-            return Err(D::Error::custom("vector clock entries not sorted by replica"));
+            return Err(D::Error::custom(
+                "vector clock entries not sorted by replica",
+            ));
         }
         Ok(Self { entries })
     }

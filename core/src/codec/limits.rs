@@ -82,11 +82,14 @@ impl<'b, D> Limited<'b, D> {
     }
 }
 
-/// Wraps a visitor at the current depth.
+/// Wraps a visitor at the current depth. `fixed` marks a visitor of a
+/// struct, tuple or enum, whose fields are not collection elements: they are
+/// bounded by the type, not by the input.
 struct Vis<'b, V> {
     inner: V,
     depth: usize,
     budget: &'b Budget,
+    fixed: bool,
 }
 
 /// Wraps a seed for a value one level down. `element` charges the budget.
@@ -101,12 +104,18 @@ struct Access<'b, A> {
     inner: A,
     depth: usize,
     budget: &'b Budget,
+    fixed: bool,
 }
 
 macro_rules! forward_deserialize {
-    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {$(
+    ($($method:ident($($arg:ident: $ty:ty),*) $fixed:literal;)*) => {$(
         fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, Self::Error> {
-            self.inner.$method($($arg,)* Vis { inner: visitor, depth: self.depth, budget: self.budget })
+            self.inner.$method($($arg,)* Vis {
+                inner: visitor,
+                depth: self.depth,
+                budget: self.budget,
+                fixed: $fixed,
+            })
         }
     )*};
 }
@@ -115,37 +124,37 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Limited<'_, D> {
     type Error = D::Error;
 
     forward_deserialize! {
-        deserialize_any();
-        deserialize_bool();
-        deserialize_i8();
-        deserialize_i16();
-        deserialize_i32();
-        deserialize_i64();
-        deserialize_i128();
-        deserialize_u8();
-        deserialize_u16();
-        deserialize_u32();
-        deserialize_u64();
-        deserialize_u128();
-        deserialize_f32();
-        deserialize_f64();
-        deserialize_char();
-        deserialize_str();
-        deserialize_string();
-        deserialize_bytes();
-        deserialize_byte_buf();
-        deserialize_option();
-        deserialize_unit();
-        deserialize_unit_struct(name: &'static str);
-        deserialize_newtype_struct(name: &'static str);
-        deserialize_seq();
-        deserialize_tuple(len: usize);
-        deserialize_tuple_struct(name: &'static str, len: usize);
-        deserialize_map();
-        deserialize_struct(name: &'static str, fields: &'static [&'static str]);
-        deserialize_enum(name: &'static str, variants: &'static [&'static str]);
-        deserialize_identifier();
-        deserialize_ignored_any();
+        deserialize_any() false;
+        deserialize_bool() false;
+        deserialize_i8() false;
+        deserialize_i16() false;
+        deserialize_i32() false;
+        deserialize_i64() false;
+        deserialize_i128() false;
+        deserialize_u8() false;
+        deserialize_u16() false;
+        deserialize_u32() false;
+        deserialize_u64() false;
+        deserialize_u128() false;
+        deserialize_f32() false;
+        deserialize_f64() false;
+        deserialize_char() false;
+        deserialize_str() false;
+        deserialize_string() false;
+        deserialize_bytes() false;
+        deserialize_byte_buf() false;
+        deserialize_option() false;
+        deserialize_unit() false;
+        deserialize_unit_struct(name: &'static str) false;
+        deserialize_newtype_struct(name: &'static str) false;
+        deserialize_seq() false;
+        deserialize_tuple(len: usize) true;
+        deserialize_tuple_struct(name: &'static str, len: usize) true;
+        deserialize_map() false;
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]) true;
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]) true;
+        deserialize_identifier() false;
+        deserialize_ignored_any() false;
     }
 
     fn is_human_readable(&self) -> bool {
@@ -244,6 +253,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Vis<'_, V> {
             inner: seq,
             depth,
             budget: self.budget,
+            fixed: self.fixed,
         })
     }
 
@@ -253,6 +263,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Vis<'_, V> {
             inner: map,
             depth,
             budget: self.budget,
+            fixed: self.fixed,
         })
     }
 
@@ -262,6 +273,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Vis<'_, V> {
             inner: data,
             depth,
             budget: self.budget,
+            fixed: true,
         })
     }
 }
@@ -284,7 +296,7 @@ impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Access<'_, A> {
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, Self::Error> {
-        let seed = self.seed(seed, true);
+        let seed = self.seed(seed, !self.fixed);
         self.inner.next_element_seed(seed)
     }
 
@@ -301,7 +313,7 @@ impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Access<'_, A> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, Self::Error> {
-        let seed = self.seed(seed, true);
+        let seed = self.seed(seed, !self.fixed);
         self.inner.next_key_seed(seed)
     }
 
@@ -339,6 +351,7 @@ impl<'de, 'b, A: de::EnumAccess<'de>> de::EnumAccess<'de> for Access<'b, A> {
                 inner: variant,
                 depth,
                 budget,
+                fixed: true,
             },
         ))
     }
@@ -370,6 +383,7 @@ impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Access<'_, A> {
                 inner: visitor,
                 depth: self.depth,
                 budget: self.budget,
+                fixed: true,
             },
         )
     }
@@ -385,6 +399,7 @@ impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Access<'_, A> {
                 inner: visitor,
                 depth: self.depth,
                 budget: self.budget,
+                fixed: true,
             },
         )
     }

@@ -54,7 +54,10 @@ impl fmt::Display for DecodeError {
         match self {
             DecodeError::Empty => write!(f, "empty input"),
             DecodeError::UnsupportedVersion(v) => {
-                write!(f, "unsupported encoding version {v} (this build reads {VERSION})")
+                write!(
+                    f,
+                    "unsupported encoding version {v} (this build reads {VERSION})"
+                )
             }
             DecodeError::TooDeep => write!(f, "nested deeper than {MAX_DEPTH} levels"),
             DecodeError::TooManyElements => {
@@ -98,12 +101,12 @@ pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError>
     }
     let budget = limits::Budget::new(MAX_DEPTH, body.len());
     let mut de = postcard::Deserializer::from_bytes(body);
-    let value = T::deserialize(limits::Limited::new(&mut de, &budget)).map_err(|e| {
-        match budget.exceeded() {
-            Some(limits::Exceeded::Depth) => DecodeError::TooDeep,
-            Some(limits::Exceeded::Elements) => DecodeError::TooManyElements,
-            None => DecodeError::Invalid(describe(&e)),
-        }
+    let value = T::deserialize(limits::Limited::new(&mut de, &budget)).map_err(|e| match budget
+        .exceeded()
+    {
+        Some(limits::Exceeded::Depth) => DecodeError::TooDeep,
+        Some(limits::Exceeded::Elements) => DecodeError::TooManyElements,
+        None => DecodeError::Invalid(describe(&e)),
     })?;
     let rest = de
         .finalize()

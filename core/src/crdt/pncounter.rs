@@ -58,7 +58,13 @@ impl PNCounter {
 
 impl core::fmt::Debug for PNCounter {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "PNCounter({}, +{:?}, -{:?})", self.value(), self.inc, self.dec)
+        write!(
+            f,
+            "PNCounter({}, +{:?}, -{:?})",
+            self.value(),
+            self.inc,
+            self.dec
+        )
     }
 }
 
