@@ -47,6 +47,11 @@ pub mod clock;
 pub mod codec;
 pub mod crdt;
 
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctest;
+
 pub use causal::{CausalBuffer, Envelope, Overflow};
 pub use clock::{CausalContext, Causality, Dot, Hlc, ReplicaId, Timestamp, VectorClock};
 pub use crdt::{
