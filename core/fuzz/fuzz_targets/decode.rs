@@ -1,0 +1,46 @@
+//! Feeds arbitrary bytes to the decoder of every wire type. Decoding must
+//! return (never panic, never abort), and whatever decodes must re-encode and
+//! decode to itself and join without panicking.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use neuroplex_core::{
+    AWSet, Causal, CausalContext, CausalCounter, EWFlag, Envelope, GCounter, GSet, Lattice,
+    LwwRegister, MvRegister, ORMap, PNCounter, VectorClock, codec,
+};
+use serde::{Serialize, de::DeserializeOwned};
+
+fn check<T: Serialize + DeserializeOwned + PartialEq + core::fmt::Debug>(bytes: &[u8]) -> Option<T> {
+    let value = codec::decode::<T>(bytes).ok()?;
+    let again = codec::encode(&value).expect("encodes");
+    assert_eq!(codec::decode::<T>(&again).expect("re-decodes"), value);
+    Some(value)
+}
+
+fn lattice<T: Lattice + Serialize + DeserializeOwned + PartialEq + core::fmt::Debug>(bytes: &[u8]) {
+    if let Some(v) = check::<T>(bytes) {
+        let joined = v.clone().joined(v.clone());
+        assert_eq!(joined, v, "join is idempotent on decoded values");
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&which, rest)) = data.split_first() else { return };
+    let mut bytes = Vec::with_capacity(rest.len() + 1);
+    bytes.push(codec::VERSION);
+    bytes.extend_from_slice(rest);
+    match which % 12 {
+        0 => drop(check::<VectorClock>(&bytes)),
+        1 => drop(check::<CausalContext>(&bytes)),
+        2 => lattice::<GCounter>(&bytes),
+        3 => lattice::<PNCounter>(&bytes),
+        4 => lattice::<GSet<u32>>(&bytes),
+        5 => lattice::<LwwRegister<String>>(&bytes),
+        6 => lattice::<Causal<AWSet<u64>>>(&bytes),
+        7 => lattice::<Causal<MvRegister<Vec<u8>>>>(&bytes),
+        8 => lattice::<Causal<EWFlag>>(&bytes),
+        9 => lattice::<Causal<CausalCounter>>(&bytes),
+        10 => lattice::<Causal<ORMap<String, ORMap<u32, AWSet<u64>>>>>(&bytes),
+        _ => drop(check::<Envelope<Causal<ORMap<u8, CausalCounter>>>>(&bytes)),
+    }
+});
