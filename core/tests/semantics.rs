@@ -75,7 +75,7 @@ fn map_values_of_every_dot_kind() {
     let mut flags: Causal<ORMap<u8, EWFlag>> = Causal::new();
     flags.apply(1, |f, cx| f.enable(cx, A));
     assert!(flags.store().get(&1).unwrap().is_enabled());
-    flags.apply(1, |f, cx| f.disable(cx));
+    flags.apply(1, |f, _| f.disable());
     assert!(
         flags.store().get(&1).is_none(),
         "a disabled flag holds no dot"

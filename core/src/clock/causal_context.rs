@@ -1,8 +1,7 @@
-use alloc::collections::BTreeSet;
-use alloc::vec::Vec;
 use core::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, de::Error as _};
+use smallvec::SmallVec;
 
 use super::{Dot, ReplicaId, VectorClock};
 
@@ -13,10 +12,15 @@ use super::{Dot, ReplicaId, VectorClock};
 /// `c > vv[r] + 1`; a dot that would extend the vector is folded into it. So
 /// two contexts holding the same events are structurally equal, and the cloud
 /// stays empty when deltas arrive in order.
-#[derive(Clone, Default, PartialEq, Eq, Serialize)]
+///
+/// The cloud is a sorted vector with room for one dot inline: the context of
+/// a typical delta is a single dot, and building it must not allocate. Clouds
+/// are small in steady state (they drain into the vector as gaps fill), so
+/// insertion into the middle of the vector is cheap enough.
+#[derive(Clone, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct CausalContext {
     vv: VectorClock,
-    cloud: BTreeSet<Dot>,
+    cloud: SmallVec<[Dot; 1]>,
 }
 
 impl CausalContext {
@@ -24,7 +28,7 @@ impl CausalContext {
     pub const fn new() -> Self {
         Self {
             vv: VectorClock::new(),
-            cloud: BTreeSet::new(),
+            cloud: SmallVec::new_const(),
         }
     }
 
@@ -41,7 +45,7 @@ impl CausalContext {
     pub fn from_vector_clock(vv: VectorClock) -> Self {
         Self {
             vv,
-            cloud: BTreeSet::new(),
+            cloud: SmallVec::new(),
         }
     }
 
@@ -50,8 +54,8 @@ impl CausalContext {
         &self.vv
     }
 
-    /// The events seen out of order, beyond the compact part.
-    pub fn cloud(&self) -> &BTreeSet<Dot> {
+    /// The events seen out of order, beyond the compact part, sorted.
+    pub fn cloud(&self) -> &[Dot] {
         &self.cloud
     }
 
@@ -63,23 +67,50 @@ impl CausalContext {
     /// True if the event `dot` is held.
     #[inline]
     pub fn contains(&self, dot: Dot) -> bool {
-        self.vv.contains(dot) || (!self.cloud.is_empty() && self.cloud.contains(&dot))
+        self.vv.contains(dot) || (!self.cloud.is_empty() && self.cloud.binary_search(&dot).is_ok())
     }
 
     /// The highest counter of `replica` held.
     pub fn max_counter(&self, replica: ReplicaId) -> u64 {
         let compact = self.vv.get(replica);
-        let cloud = self
-            .cloud
-            .range(Dot::new(replica, 1)..=Dot::new(replica, u64::MAX))
-            .next_back()
-            .map_or(0, |d| d.counter);
+        // The last cloud dot below (replica + 1, 0) is the replica's highest.
+        let end = self.cloud.partition_point(|d| d.replica <= replica);
+        let cloud = match end.checked_sub(1).map(|i| self.cloud[i]) {
+            Some(d) if d.replica == replica => d.counter,
+            _ => 0,
+        };
         compact.max(cloud)
     }
 
     /// The dot `replica` should issue next: one past the highest it has seen.
     pub fn next_dot(&self, replica: ReplicaId) -> Dot {
         Dot::new(replica, self.max_counter(replica).saturating_add(1))
+    }
+
+    /// Issues the next dot of `replica` and adds it: what a local mutation
+    /// does. One lookup when the replica's own events are all in the vector
+    /// (always, for a replica's own id, unless it received its own dots back
+    /// out of order).
+    #[inline]
+    pub fn issue(&mut self, replica: ReplicaId) -> Dot {
+        if self.cloud.is_empty() {
+            return self.vv.increment(replica);
+        }
+        let dot = self.next_dot(replica);
+        self.insert(dot);
+        dot
+    }
+
+    /// The context of exactly one event.
+    #[inline]
+    pub fn of_dot(dot: Dot) -> Self {
+        let mut cx = Self::new();
+        if dot.counter == 1 {
+            cx.vv.raise(dot.replica, 1);
+        } else {
+            cx.cloud.push(dot);
+        }
+        cx
     }
 
     /// Adds one event, keeping the canonical form.
@@ -93,15 +124,16 @@ impl CausalContext {
             if !self.cloud.is_empty() {
                 self.absorb(dot.replica);
             }
-        } else {
-            self.cloud.insert(dot);
+        } else if let Err(i) = self.cloud.binary_search(&dot) {
+            self.cloud.insert(i, dot);
         }
     }
 
     /// Folds cloud dots of `replica` that now extend the vector into it.
     fn absorb(&mut self, replica: ReplicaId) {
         let mut next = self.vv.get(replica).saturating_add(1);
-        while self.cloud.remove(&Dot::new(replica, next)) {
+        while let Ok(i) = self.cloud.binary_search(&Dot::new(replica, next)) {
+            self.cloud.remove(i);
             self.vv.raise(replica, next);
             next = next.saturating_add(1);
         }
@@ -113,16 +145,42 @@ impl CausalContext {
         if self.cloud.is_empty() && other.cloud.is_empty() {
             return;
         }
-        let mut cloud = core::mem::take(&mut self.cloud);
-        cloud.extend(other.cloud.iter().copied());
-        self.compact_from(cloud);
+        // Merge the two sorted clouds, then fold what extends the vector.
+        let mine = core::mem::take(&mut self.cloud);
+        let mut merged: SmallVec<[Dot; 1]> = SmallVec::with_capacity(mine.len() + other.cloud.len());
+        let (mut i, mut j) = (0, 0);
+        while i < mine.len() || j < other.cloud.len() {
+            let next = match (mine.get(i), other.cloud.get(j)) {
+                (Some(&a), Some(&b)) if a == b => {
+                    i += 1;
+                    j += 1;
+                    a
+                }
+                (Some(&a), Some(&b)) if a < b => {
+                    i += 1;
+                    a
+                }
+                (Some(&a), None) => {
+                    i += 1;
+                    a
+                }
+                (_, Some(&b)) => {
+                    j += 1;
+                    b
+                }
+                (None, None) => break,
+            };
+            merged.push(next);
+        }
+        self.compact_from(merged);
     }
 
-    /// Rebuilds the cloud from `cloud`, folding what extends the vector.
-    fn compact_from(&mut self, cloud: BTreeSet<Dot>) {
+    /// Rebuilds the cloud from a sorted `cloud`, folding what extends the
+    /// vector.
+    fn compact_from(&mut self, cloud: SmallVec<[Dot; 1]>) {
         // Dots are sorted by (replica, counter), so one ascending pass folds
         // every run that continues the vector.
-        let mut kept = Vec::new();
+        let mut kept = SmallVec::new();
         for d in cloud {
             let have = self.vv.get(d.replica);
             if d.counter <= have {
@@ -134,7 +192,7 @@ impl CausalContext {
                 kept.push(d);
             }
         }
-        self.cloud = kept.into_iter().collect();
+        self.cloud = kept;
     }
 
     /// Calls `f` for every dot held by `self` and not by `other`, in order.
@@ -146,7 +204,7 @@ impl CausalContext {
             let from = other.vv.get(r).saturating_add(1);
             for c in from..=top {
                 let d = Dot::new(r, c);
-                if !other.cloud.contains(&d) {
+                if other.cloud.binary_search(&d).is_err() {
                     f(d);
                 }
             }
@@ -174,9 +232,12 @@ impl<'de> Deserialize<'de> for CausalContext {
         #[derive(Deserialize)]
         struct Raw {
             vv: VectorClock,
-            cloud: BTreeSet<Dot>,
+            cloud: SmallVec<[Dot; 1]>,
         }
         let raw = Raw::deserialize(d)?;
+        if raw.cloud.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(D::Error::custom("causal context cloud not sorted"));
+        }
         if raw
             .cloud
             .iter()

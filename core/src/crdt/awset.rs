@@ -77,14 +77,16 @@ impl<T: Ord + Clone> AWSet<T> {
     /// The delta carries the new dot and the dots `x` had before, so `x` ends
     /// up held by one dot however often it is re-added.
     pub fn add(&mut self, cx: &mut CausalContext, id: ReplicaId, x: T) -> Causal<Self> {
-        let dot = cx.next_dot(id);
-        cx.insert(dot);
+        let dot = cx.issue(id);
         let old = self.elements.insert(x.clone(), DotSet::one(dot));
-        let mut delta_cx = CausalContext::new();
-        if let Some(old) = old {
-            old.for_each_dot(&mut |d| delta_cx.insert(d));
-        }
-        delta_cx.insert(dot);
+        let delta_cx = match old {
+            None => CausalContext::of_dot(dot),
+            Some(old) => {
+                let mut cx = CausalContext::from_dots(old.iter());
+                cx.insert(dot);
+                cx
+            }
+        };
         let mut delta = AWSet::new();
         delta.elements.insert(x, DotSet::one(dot));
         Causal {
@@ -94,7 +96,7 @@ impl<T: Ord + Clone> AWSet<T> {
     }
 
     /// Removes `x` (the adds this replica has seen of it).
-    pub fn remove(&mut self, _cx: &CausalContext, x: &T) -> Causal<Self> {
+    pub fn remove(&mut self, x: &T) -> Causal<Self> {
         let context = match self.elements.remove(x) {
             Some(dots) => CausalContext::from_dots(dots.iter()),
             None => CausalContext::new(),
@@ -106,7 +108,7 @@ impl<T: Ord + Clone> AWSet<T> {
     }
 
     /// Removes every element.
-    pub fn clear(&mut self, _cx: &CausalContext) -> Causal<Self> {
+    pub fn clear(&mut self) -> Causal<Self> {
         let context = CausalContext::from_dots(self.elements.dots());
         *self = AWSet::new();
         Causal {
@@ -144,11 +146,11 @@ impl<T: Ord + Clone> Causal<AWSet<T>> {
 
     /// Removes `x`; returns the delta.
     pub fn remove(&mut self, x: &T) -> Self {
-        self.store.remove(&self.context, x)
+        self.store.remove(x)
     }
 
     /// Removes every element; returns the delta.
     pub fn clear(&mut self) -> Self {
-        self.store.clear(&self.context)
+        self.store.clear()
     }
 }

@@ -54,19 +54,18 @@ impl CausalCounter {
 
     /// Adds `by` (negative to decrement) as replica `id`.
     pub fn increment(&mut self, cx: &mut CausalContext, id: ReplicaId, by: i64) -> Causal<Self> {
-        let dot = cx.next_dot(id);
-        cx.insert(dot);
+        let dot = cx.issue(id);
         self.increments.insert(dot, by);
         Causal {
             store: CausalCounter {
                 increments: DotFun::one(dot, by),
             },
-            context: CausalContext::from_dots([dot]),
+            context: CausalContext::of_dot(dot),
         }
     }
 
     /// Resets to 0 (removes every increment seen).
-    pub fn reset(&mut self, _cx: &CausalContext) -> Causal<Self> {
+    pub fn reset(&mut self) -> Causal<Self> {
         let context = CausalContext::from_dots(self.increments.dots());
         self.increments.clear();
         Causal {
@@ -104,6 +103,6 @@ impl Causal<CausalCounter> {
 
     /// Resets to 0; returns the delta.
     pub fn reset(&mut self) -> Self {
-        self.store.reset(&self.context)
+        self.store.reset()
     }
 }

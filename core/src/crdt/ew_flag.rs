@@ -37,8 +37,7 @@ impl EWFlag {
 
     /// Enables the flag as replica `id`.
     pub fn enable(&mut self, cx: &mut CausalContext, id: ReplicaId) -> Causal<Self> {
-        let dot = cx.next_dot(id);
-        cx.insert(dot);
+        let dot = cx.issue(id);
         let mut delta_cx = CausalContext::from_dots(self.dots.iter());
         delta_cx.insert(dot);
         self.dots = DotSet::one(dot);
@@ -51,7 +50,7 @@ impl EWFlag {
     }
 
     /// Disables the flag (removes every enable seen).
-    pub fn disable(&mut self, _cx: &CausalContext) -> Causal<Self> {
+    pub fn disable(&mut self) -> Causal<Self> {
         let context = CausalContext::from_dots(self.dots.iter());
         self.dots = DotSet::new();
         Causal {
@@ -89,6 +88,6 @@ impl Causal<EWFlag> {
 
     /// Disables the flag; returns the delta.
     pub fn disable(&mut self) -> Self {
-        self.store.disable(&self.context)
+        self.store.disable()
     }
 }

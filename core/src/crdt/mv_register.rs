@@ -53,8 +53,7 @@ impl<T: Ord + Clone> MvRegister<T> {
 
     /// Writes `value` as replica `id`, replacing every value seen.
     pub fn write(&mut self, cx: &mut CausalContext, id: ReplicaId, value: T) -> Causal<Self> {
-        let dot = cx.next_dot(id);
-        cx.insert(dot);
+        let dot = cx.issue(id);
         let mut delta_cx = CausalContext::from_dots(self.values.dots());
         delta_cx.insert(dot);
         self.values = DotFun::one(dot, value.clone());
@@ -67,7 +66,7 @@ impl<T: Ord + Clone> MvRegister<T> {
     }
 
     /// Clears the register (removes every value seen).
-    pub fn clear(&mut self, _cx: &CausalContext) -> Causal<Self> {
+    pub fn clear(&mut self) -> Causal<Self> {
         let context = CausalContext::from_dots(self.values.dots());
         self.values.clear();
         Causal {
@@ -105,6 +104,6 @@ impl<T: Ord + Clone> Causal<MvRegister<T>> {
 
     /// Clears the register; returns the delta.
     pub fn clear(&mut self) -> Self {
-        self.store.clear(&self.context)
+        self.store.clear()
     }
 }

@@ -88,11 +88,10 @@ impl<K: Ord + Clone, V: DotStore> ORMap<K, V> {
     where
         F: FnOnce(&mut V, &mut CausalContext) -> Causal<V>,
     {
-        let entries = self.entries.entries_mut();
-        let value = entries.entry(key.clone()).or_default();
+        let value = self.entries.get_or_default(key.clone());
         let delta = f(value, cx);
         if value.is_bottom() {
-            entries.remove(&key);
+            self.entries.remove(&key);
         }
         let (store, context) = delta.into_parts();
         let mut out = ORMap::new();
@@ -106,7 +105,7 @@ impl<K: Ord + Clone, V: DotStore> ORMap<K, V> {
     }
 
     /// Removes `key`: every dot of its value that this replica has seen.
-    pub fn remove(&mut self, _cx: &CausalContext, key: &K) -> Causal<Self> {
+    pub fn remove(&mut self, key: &K) -> Causal<Self> {
         let context = match self.entries.remove(key) {
             Some(v) => CausalContext::from_dots(v.dots()),
             None => CausalContext::new(),
@@ -118,7 +117,7 @@ impl<K: Ord + Clone, V: DotStore> ORMap<K, V> {
     }
 
     /// Removes every key.
-    pub fn clear(&mut self, _cx: &CausalContext) -> Causal<Self> {
+    pub fn clear(&mut self) -> Causal<Self> {
         let context = CausalContext::from_dots(self.entries.dots());
         *self = ORMap::new();
         Causal {
@@ -160,11 +159,11 @@ impl<K: Ord + Clone, V: DotStore> Causal<ORMap<K, V>> {
 
     /// Removes `key`; returns the delta.
     pub fn remove(&mut self, key: &K) -> Self {
-        self.store.remove(&self.context, key)
+        self.store.remove(key)
     }
 
     /// Removes every key; returns the delta.
     pub fn clear(&mut self) -> Self {
-        self.store.clear(&self.context)
+        self.store.clear()
     }
 }

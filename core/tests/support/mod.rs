@@ -153,8 +153,8 @@ impl StoreModel for AWSet<u8> {
     fn mutate_in(&mut self, cx: &mut CausalContext, env: &mut Env, op: &SetOp) -> Causal<Self> {
         match op {
             SetOp::Add(x) => self.add(cx, env.id, *x),
-            SetOp::Remove(x) => self.remove(cx, x),
-            SetOp::Clear => self.clear(cx),
+            SetOp::Remove(x) => self.remove(x),
+            SetOp::Clear => self.clear(),
         }
     }
 }
@@ -173,7 +173,7 @@ impl StoreModel for MvRegister<u8> {
     fn mutate_in(&mut self, cx: &mut CausalContext, env: &mut Env, op: &RegOp) -> Causal<Self> {
         match op {
             RegOp::Write(v) => self.write(cx, env.id, *v),
-            RegOp::Clear => self.clear(cx),
+            RegOp::Clear => self.clear(),
         }
     }
 }
@@ -188,7 +188,7 @@ impl StoreModel for EWFlag {
         if *op {
             self.enable(cx, env.id)
         } else {
-            self.disable(cx)
+            self.disable()
         }
     }
 }
@@ -207,7 +207,7 @@ impl StoreModel for CausalCounter {
     fn mutate_in(&mut self, cx: &mut CausalContext, env: &mut Env, op: &CcOp) -> Causal<Self> {
         match op {
             CcOp::Inc(n) => self.increment(cx, env.id, *n),
-            CcOp::Reset => self.reset(cx),
+            CcOp::Reset => self.reset(),
         }
     }
 }
@@ -232,8 +232,8 @@ impl<V: StoreModel> StoreModel for ORMap<u8, V> {
     fn mutate_in(&mut self, cx: &mut CausalContext, env: &mut Env, op: &Self::Op) -> Causal<Self> {
         match op {
             MapOp::Update(k, o) => self.apply(cx, *k, |v, cx| v.mutate_in(cx, env, o)),
-            MapOp::Remove(k) => self.remove(cx, k),
-            MapOp::Clear => self.clear(cx),
+            MapOp::Remove(k) => self.remove(k),
+            MapOp::Clear => self.clear(),
         }
     }
 }
