@@ -147,7 +147,8 @@ impl CausalContext {
         }
         // Merge the two sorted clouds, then fold what extends the vector.
         let mine = core::mem::take(&mut self.cloud);
-        let mut merged: SmallVec<[Dot; 1]> = SmallVec::with_capacity(mine.len() + other.cloud.len());
+        let mut merged: SmallVec<[Dot; 1]> =
+            SmallVec::with_capacity(mine.len() + other.cloud.len());
         let (mut i, mut j) = (0, 0);
         while i < mine.len() || j < other.cloud.len() {
             let next = match (mine.get(i), other.cloud.get(j)) {
