@@ -24,8 +24,9 @@ lint:
 nostd:
 	$(CARGO) build -p neuroplex-core --no-default-features --target wasm32v1-none
 
+# --all-features turns on `sim`, which the seeded simulation suites need.
 unit:
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --all-features
 
 # Criterion benchmarks of the core against the crdts crate (not part of CI).
 bench: setup

@@ -46,6 +46,8 @@ pub mod causal;
 pub mod clock;
 pub mod codec;
 pub mod crdt;
+#[cfg(feature = "sim")]
+pub mod sim;
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]
