@@ -42,12 +42,14 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod bft;
 pub mod causal;
 pub mod clock;
 pub mod codec;
 pub mod crdt;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod sync;
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]

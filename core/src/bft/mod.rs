@@ -1,0 +1,1 @@
+//! PBFT: Byzantine-fault-tolerant total order (being built).

@@ -1,0 +1,1 @@
+//! Delta-interval anti-entropy (being built).
