@@ -196,6 +196,47 @@ impl CausalContext {
         self.cloud = kept;
     }
 
+    /// True if every event of `other` is held by `self`.
+    pub fn includes(&self, other: &CausalContext) -> bool {
+        for (r, top) in other.vv.iter() {
+            let have = self.vv.get(r);
+            if have >= top {
+                continue;
+            }
+            // The gap must be in our cloud; it cannot be if it is longer.
+            if top - have > self.cloud.len() as u64 {
+                return false;
+            }
+            if !(have + 1..=top).all(|c| self.cloud.binary_search(&Dot::new(r, c)).is_ok()) {
+                return false;
+            }
+        }
+        other.cloud.iter().all(|&d| self.contains(d))
+    }
+
+    /// Calls `f` for every dot held, each replica's in ascending order.
+    pub fn for_each_dot(&self, mut f: impl FnMut(Dot)) {
+        let mut cloud = self.cloud.iter().copied().peekable();
+        for (r, top) in self.vv.iter() {
+            // Cloud dots of replicas ordered before `r` come first.
+            while let Some(d) = cloud.next_if(|d| d.replica < r) {
+                f(d);
+            }
+            for c in 1..=top {
+                f(Dot::new(r, c));
+            }
+            while let Some(d) = cloud.next_if(|d| d.replica == r) {
+                f(d);
+            }
+        }
+        cloud.for_each(f);
+    }
+
+    /// Number of events held (saturating).
+    pub fn len(&self) -> u64 {
+        self.vv.total().saturating_add(self.cloud.len() as u64)
+    }
+
     /// Calls `f` for every dot held by `self` and not by `other`, in order.
     ///
     /// Walks `self`'s events, so its cost is the number of events in `self`

@@ -133,6 +133,12 @@ impl<T: Ord + Clone> DotStore for AWSet<T> {
         self.elements.for_each_dot(f);
     }
 
+    fn filtered(&self, keep: &dyn Fn(Dot) -> bool) -> Self {
+        Self {
+            elements: self.elements.filtered(keep),
+        }
+    }
+
     fn join_store(&mut self, cx: &CausalContext, other: Self, other_cx: &CausalContext) {
         self.elements.join_store(cx, other.elements, other_cx);
     }

@@ -90,6 +90,12 @@ impl DotStore for CausalCounter {
         self.increments.for_each_dot(f);
     }
 
+    fn filtered(&self, keep: &dyn Fn(Dot) -> bool) -> Self {
+        Self {
+            increments: self.increments.filtered(keep),
+        }
+    }
+
     fn join_store(&mut self, cx: &CausalContext, other: Self, other_cx: &CausalContext) {
         self.increments.join_store(cx, other.increments, other_cx);
     }

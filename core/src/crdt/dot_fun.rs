@@ -108,6 +108,12 @@ impl<V: Clone + Ord> DotStore for DotFun<V> {
         self.entries.iter().for_each(|e| f(e.0));
     }
 
+    fn filtered(&self, keep: &dyn Fn(Dot) -> bool) -> Self {
+        Self {
+            entries: self.entries.iter().filter(|e| keep(e.0)).cloned().collect(),
+        }
+    }
+
     fn join_store(&mut self, cx: &CausalContext, other: Self, other_cx: &CausalContext) {
         if other.entries.is_empty() {
             if !other_cx.is_empty() {

@@ -245,6 +245,15 @@ impl<K: Ord + Clone, V: DotStore> DotStore for DotMap<K, V> {
         }
     }
 
+    fn filtered(&self, keep: &dyn Fn(Dot) -> bool) -> Self {
+        let out: Vec<(K, V)> = self
+            .iter()
+            .map(|(k, v)| (k.clone(), v.filtered(keep)))
+            .filter(|(_, v)| !v.is_bottom())
+            .collect();
+        Self::from_sorted(out)
+    }
+
     fn join_store(&mut self, cx: &CausalContext, other: Self, other_cx: &CausalContext) {
         if other.is_empty() && other_cx.is_empty() {
             return;

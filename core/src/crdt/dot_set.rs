@@ -83,6 +83,12 @@ impl DotStore for DotSet {
         self.dots.iter().for_each(|&d| f(d));
     }
 
+    fn filtered(&self, keep: &dyn Fn(Dot) -> bool) -> Self {
+        Self {
+            dots: self.dots.iter().copied().filter(|d| keep(*d)).collect(),
+        }
+    }
+
     fn join_store(&mut self, cx: &CausalContext, other: Self, other_cx: &CausalContext) {
         // Fast paths: identical sets, or one side empty.
         if self.dots == other.dots {

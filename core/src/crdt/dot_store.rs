@@ -22,6 +22,17 @@ pub trait DotStore: Clone + Default + PartialEq {
     /// under `cx`). The contexts themselves are joined by the caller.
     fn join_store(&mut self, cx: &CausalContext, other: Self, other_cx: &CausalContext);
 
+    /// The part of the store whose dots satisfy `keep` (bottom values
+    /// dropped).
+    fn filtered(&self, keep: &dyn Fn(Dot) -> bool) -> Self;
+
+    /// Number of dots held.
+    fn dot_count(&self) -> usize {
+        let mut n = 0;
+        self.for_each_dot(&mut |_| n += 1);
+        n
+    }
+
     /// Every dot held, in the order `for_each_dot` gives them.
     fn dots(&self) -> Vec<Dot> {
         let mut v = Vec::new();
@@ -68,6 +79,63 @@ impl<S: DotStore> Causal<S> {
     /// Splits into store and context.
     pub fn into_parts(self) -> (S, CausalContext) {
         (self.store, self.context)
+    }
+
+    /// What a peer whose context is `theirs` is missing, as a delta: the
+    /// entries it has not seen, and the removals of entries it may still
+    /// hold.
+    ///
+    /// Joining the result at the peer gives exactly what joining the whole
+    /// state would, at a cost proportional to what is new to the peer plus
+    /// the removals it knows the adds of — not to the size of the state.
+    /// The context of the result leaves out the live dots the peer already
+    /// has: were they in it, the peer would read them as removed.
+    ///
+    /// ```
+    /// use neuroplex_core::{AWSet, Causal, Lattice, ReplicaId};
+    /// let a = ReplicaId::new(1);
+    /// let mut x: Causal<AWSet<u32>> = Causal::new();
+    /// x.add(a, 1);
+    /// x.add(a, 2);
+    /// let mut y = x.clone();       // y has 1 and 2
+    /// x.remove(&1);
+    /// x.add(a, 3);
+    /// let missing = x.delta_since(y.context());
+    /// assert_eq!(missing.store().len(), 1); // only 3 travels ...
+    /// y.join(missing);
+    /// assert_eq!(y, x);                     // ... and the removal of 1 too
+    /// ```
+    pub fn delta_since(&self, theirs: &CausalContext) -> Causal<S> {
+        if theirs.is_empty() {
+            return self.clone();
+        }
+        let store = self.store.filtered(&|d| !theirs.contains(d));
+        let mut shared_live = Vec::new();
+        self.store.for_each_dot(&mut |d| {
+            if theirs.contains(d) {
+                shared_live.push(d);
+            }
+        });
+        shared_live.sort_unstable();
+        let mut context = CausalContext::new();
+        self.context.for_each_dot(|d| {
+            if !theirs.contains(d) || shared_live.binary_search(&d).is_err() {
+                context.insert(d);
+            }
+        });
+        Causal { store, context }
+    }
+
+    /// Joins `other` and tells whether anything changed.
+    pub fn join_changed(&mut self, other: Causal<S>) -> bool {
+        if !self.context.includes(&other.context) {
+            self.join(other);
+            return true;
+        }
+        // Nothing new was seen, so the join can only remove entries.
+        let before = self.store.dot_count();
+        self.join(other);
+        self.store.dot_count() != before
     }
 
     /// Applies a store-level mutator to this replica and returns its delta.

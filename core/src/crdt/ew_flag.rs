@@ -75,6 +75,12 @@ impl DotStore for EWFlag {
         self.dots.for_each_dot(f);
     }
 
+    fn filtered(&self, keep: &dyn Fn(Dot) -> bool) -> Self {
+        Self {
+            dots: self.dots.filtered(keep),
+        }
+    }
+
     fn join_store(&mut self, cx: &CausalContext, other: Self, other_cx: &CausalContext) {
         self.dots.join_store(cx, other.dots, other_cx);
     }

@@ -91,6 +91,12 @@ impl<T: Ord + Clone> DotStore for MvRegister<T> {
         self.values.for_each_dot(f);
     }
 
+    fn filtered(&self, keep: &dyn Fn(Dot) -> bool) -> Self {
+        Self {
+            values: self.values.filtered(keep),
+        }
+    }
+
     fn join_store(&mut self, cx: &CausalContext, other: Self, other_cx: &CausalContext) {
         self.values.join_store(cx, other.values, other_cx);
     }

@@ -142,6 +142,12 @@ impl<K: Ord + Clone, V: DotStore> DotStore for ORMap<K, V> {
         self.entries.for_each_dot(f);
     }
 
+    fn filtered(&self, keep: &dyn Fn(Dot) -> bool) -> Self {
+        Self {
+            entries: self.entries.filtered(keep),
+        }
+    }
+
     fn join_store(&mut self, cx: &CausalContext, other: Self, other_cx: &CausalContext) {
         self.entries.join_store(cx, other.entries, other_cx);
     }
