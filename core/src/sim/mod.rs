@@ -49,6 +49,13 @@ pub trait Node {
     fn on_timer(&mut self, cx: &mut Context<'_, Self>, timer: u64)
     where
         Self: Sized;
+
+    /// The node was just created or restarted (arm timers here).
+    fn on_start(&mut self, _cx: &mut Context<'_, Self>)
+    where
+        Self: Sized,
+    {
+    }
 }
 
 /// How a link treats messages.
@@ -258,7 +265,7 @@ impl<N: Node> Sim<N> {
     pub fn new(seed: u64, n: usize, mut factory: Factory<N>) -> Self {
         let mut rng = Rng::new(seed);
         let nodes = (0..n).map(|i| Some(factory(i, None, &mut rng))).collect();
-        Self {
+        let mut sim = Self {
             seed,
             rng,
             now: 0,
@@ -274,7 +281,11 @@ impl<N: Node> Sim<N> {
             factory,
             size_of: None,
             stats: Stats::default(),
+        };
+        for i in 0..n {
+            sim.act(i, |node, cx| node.on_start(cx));
         }
+        sim
     }
 
     /// The seed this run was built from.
@@ -365,6 +376,7 @@ impl<N: Node> Sim<N> {
         if node < self.nodes.len() && self.nodes[node].is_none() {
             let disk = self.disks[node].clone();
             self.nodes[node] = Some((self.factory)(node, disk, &mut self.rng));
+            self.act(node, |n, cx| n.on_start(cx));
         }
     }
 

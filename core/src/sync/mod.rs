@@ -1,1 +1,18 @@
-//! Delta-interval anti-entropy (being built).
+//! Replication between peers: delta-interval anti-entropy over any dot
+//! store, and the document store it is meant for.
+//!
+//! Sans-IO like the rest of the crate: a [`Replica`] takes messages and
+//! local changes and returns what to persist and what to send; the shell
+//! owns sockets, timers and disks. Messages are plain values with a
+//! documented encoding (`docs/PROTOCOL.md`); decoding one is bounded and
+//! never panics.
+
+mod document;
+mod message;
+mod replica;
+#[cfg(feature = "sim")]
+pub mod sim_node;
+
+pub use document::{Atom, Document, Nested, Value, apply_at, get_at, remove_at};
+pub use message::{Bytes, Config, Message, Payload, SyncError};
+pub use replica::{Outgoing, PeerId, Replica};

@@ -1,0 +1,378 @@
+//! The anti-entropy state machine of one replica.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
+
+use serde::{Deserialize, Serialize};
+
+use super::message::{Config, Message, Payload, SyncError};
+use crate::clock::{CausalContext, ReplicaId};
+use crate::crdt::{Causal, DotStore, Lattice};
+
+/// How the IO shell names a connection to another replica.
+pub type PeerId = u64;
+
+/// What a call produced: write `persist` durably (append it to what is
+/// stored), *then* send `messages`.
+///
+/// The order matters: `persist` holds the local changes the messages may
+/// carry, and a replica that sent a change it then lost in a crash would
+/// reissue its dots for different changes after restarting, and diverge
+/// silently from everyone who saw the first ones.
+#[derive(Debug)]
+pub struct Outgoing<S> {
+    /// Local changes to make durable before anything is sent (joined into
+    /// one delta; apply with `join` to the stored state).
+    pub persist: Option<Causal<S>>,
+    /// Messages for peers.
+    pub messages: Vec<(PeerId, Message)>,
+}
+
+impl<S> Default for Outgoing<S> {
+    fn default() -> Self {
+        Self {
+            persist: None,
+            messages: Vec::new(),
+        }
+    }
+}
+
+struct Entry<S> {
+    seq: u64,
+    /// The peer it came from (it need not go back there).
+    from: Option<PeerId>,
+    delta: Causal<S>,
+}
+
+#[derive(Default)]
+struct Peer {
+    /// The peer has joined every buffered delta below this sequence number
+    /// (of our current session).
+    acked: Option<u64>,
+    /// The peer's context at its last request, and its session then: what
+    /// it is missing can be computed against it (it has at least that).
+    known: Option<(u64, CausalContext)>,
+    /// The peer's session and how far we have joined its deltas.
+    inbound: Option<(u64, u64)>,
+}
+
+/// One replica of a dot store, synchronised with its neighbours by
+/// delta-interval anti-entropy (Almeida, Shoker & Baquero, "Delta State
+/// Replicated Data Types", 2018, Algorithm 2), with two additions:
+///
+/// - a neighbour that is new, restarted or fell behind the delta buffer is
+///   sent [`Causal::delta_since`] its context — what it is missing, removals
+///   included — instead of the whole state;
+/// - sessions: every start gets a fresh session number, and sequence
+///   numbers and acknowledgements are only meaningful within one, so a
+///   restarted replica is never sent an interval that assumes what it lost.
+///
+/// Local changes are batched: everything mutated between two sends travels
+/// as one delta. Each received delta that changes the state is buffered for
+/// the other neighbours (transitive propagation); a delta is never sent back
+/// to the peer it came from. Every delta joined — received or local — is
+/// joined whole, and an interval is joined only by a peer that has every
+/// earlier delta of its sender, so a reader never sees an effect without its
+/// causes.
+///
+/// ```
+/// use neuroplex_core::sync::{Config, Message, Replica};
+/// use neuroplex_core::{AWSet, ReplicaId};
+/// type R = Replica<AWSet<u32>>;
+/// let mut a = R::new(ReplicaId::new(1), 100, Config::default()); // peer 1
+/// let mut b = R::new(ReplicaId::new(2), 200, Config::default()); // peer 2
+/// a.mutate(|s, cx| s.add(cx, ReplicaId::new(1), 7));
+///
+/// // The shell's loop: persist `out.persist` (skipped here), then deliver.
+/// let first = a.push(&[2]);
+/// let mut queue: Vec<(u64, u64, Message)> =
+///     first.messages.into_iter().map(|(to, m)| (1, to, m)).collect();
+/// while let Some((from, to, msg)) = queue.pop() {
+///     let r = if to == 1 { &mut a } else { &mut b };
+///     for (next, m) in r.receive(from, msg).unwrap().messages {
+///         queue.push((to, next, m));
+///     }
+/// }
+/// assert_eq!(a.state(), b.state());
+/// ```
+pub struct Replica<S: DotStore> {
+    id: ReplicaId,
+    session: u64,
+    config: Config,
+    state: Causal<S>,
+    seq: u64,
+    buffer: VecDeque<Entry<S>>,
+    batch: Option<Causal<S>>,
+    unpersisted: Option<Causal<S>>,
+    peers: BTreeMap<PeerId, Peer>,
+}
+
+impl<S> Replica<S>
+where
+    S: DotStore + Serialize + for<'de> Deserialize<'de>,
+{
+    /// A fresh replica. `session` must differ from every earlier session of
+    /// this replica (draw it at random).
+    pub fn new(id: ReplicaId, session: u64, config: Config) -> Self {
+        Self::restore(id, session, Causal::default(), config)
+    }
+
+    /// A replica restarting from what it persisted.
+    pub fn restore(id: ReplicaId, session: u64, state: Causal<S>, config: Config) -> Self {
+        Self {
+            id,
+            session,
+            config,
+            state,
+            seq: 0,
+            buffer: VecDeque::new(),
+            batch: None,
+            unpersisted: None,
+            peers: BTreeMap::new(),
+        }
+    }
+
+    /// This replica's id.
+    pub fn id(&self) -> ReplicaId {
+        self.id
+    }
+
+    /// This run's session.
+    pub fn session(&self) -> u64 {
+        self.session
+    }
+
+    /// The replicated state, as the application reads it.
+    pub fn state(&self) -> &Causal<S> {
+        &self.state
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Deltas buffered for neighbours that have not acknowledged them.
+    pub fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Applies a local change (a store-level mutator, as for
+    /// [`Causal::mutate`]) and returns its delta. It is sent at the next
+    /// [`push`](Self::push) or reply, joined with the other changes made
+    /// until then.
+    pub fn mutate<F>(&mut self, f: F) -> Causal<S>
+    where
+        F: FnOnce(&mut S, &mut CausalContext) -> Causal<S>,
+    {
+        let delta = self.state.mutate(f);
+        for slot in [&mut self.batch, &mut self.unpersisted] {
+            match slot {
+                Some(b) => b.join(delta.clone()),
+                None => *slot = Some(delta.clone()),
+            }
+        }
+        delta
+    }
+
+    /// Forgets a peer (it disconnected for good). Its acknowledgement no
+    /// longer holds back the delta buffer.
+    pub fn forget(&mut self, peer: PeerId) {
+        self.peers.remove(&peer);
+        self.collect();
+    }
+
+    fn flush(&mut self) {
+        if let Some(delta) = self.batch.take() {
+            self.append(None, delta);
+        }
+    }
+
+    fn append(&mut self, from: Option<PeerId>, delta: Causal<S>) {
+        self.buffer.push_back(Entry {
+            seq: self.seq,
+            from,
+            delta,
+        });
+        self.seq += 1;
+        while self.buffer.len() > self.config.max_buffered_deltas {
+            self.buffer.pop_front();
+        }
+    }
+
+    fn outgoing(&mut self, messages: Vec<(PeerId, Message)>) -> Outgoing<S> {
+        Outgoing {
+            persist: self.unpersisted.take(),
+            messages,
+        }
+    }
+
+    /// Anti-entropy towards `targets`: each is sent the deltas it has not
+    /// acknowledged, or, if it is new or too far behind, the state it is
+    /// missing (or, if its context is unknown, a request for it).
+    pub fn push(&mut self, targets: &[PeerId]) -> Outgoing<S> {
+        self.flush();
+        let mut messages = Vec::new();
+        for &j in targets {
+            if let Some(m) = self.message_for(j) {
+                messages.push((j, m));
+            }
+        }
+        self.collect();
+        self.outgoing(messages)
+    }
+
+    /// Asks `targets` for what this replica is missing (and, in their
+    /// answer, for their contexts so this replica can serve them too): the
+    /// pull half of gossip.
+    pub fn pull(&mut self, targets: &[PeerId]) -> Outgoing<S> {
+        self.flush();
+        let messages = targets.iter().map(|&j| (j, self.request(true))).collect();
+        self.outgoing(messages)
+    }
+
+    fn request(&self, reply: bool) -> Message {
+        Message::SyncRequest {
+            session: self.session,
+            context: self.state.context().clone(),
+            reply,
+        }
+    }
+
+    fn message_for(&mut self, j: PeerId) -> Option<Message> {
+        let front = self.buffer.front().map_or(self.seq, |e| e.seq);
+        let peer = self.peers.entry(j).or_default();
+        match peer.acked {
+            Some(a) if a >= self.seq => None,
+            Some(a) if a >= front => {
+                let start = (a - front) as usize;
+                let mut interval: Option<Causal<S>> = None;
+                for e in self.buffer.iter().skip(start) {
+                    if e.from == Some(j) {
+                        continue;
+                    }
+                    match &mut interval {
+                        Some(i) => i.join(e.delta.clone()),
+                        None => interval = Some(e.delta.clone()),
+                    }
+                }
+                match interval {
+                    Some(delta) => Some(Message::Delta {
+                        session: self.session,
+                        from: a,
+                        to: self.seq,
+                        answer: None,
+                        payload: Payload::seal(&delta, &self.config),
+                    }),
+                    // Everything since `a` came from `j` itself.
+                    None => {
+                        peer.acked = Some(self.seq);
+                        None
+                    }
+                }
+            }
+            _ => match &peer.known {
+                Some((their_session, theirs)) => {
+                    let answer = *their_session;
+                    let delta = self.state.delta_since(theirs);
+                    Some(Message::Delta {
+                        session: self.session,
+                        from: 0,
+                        to: self.seq,
+                        answer: Some(answer),
+                        payload: Payload::seal(&delta, &self.config),
+                    })
+                }
+                None => Some(self.request(true)),
+            },
+        }
+    }
+
+    /// Drops buffered deltas every neighbour with a known position has.
+    fn collect(&mut self) {
+        let floor = self
+            .peers
+            .values()
+            .filter_map(|p| p.acked)
+            .min()
+            .unwrap_or(self.seq);
+        while self.buffer.front().is_some_and(|e| e.seq < floor) {
+            self.buffer.pop_front();
+        }
+    }
+
+    /// Decodes and handles bytes from `from`.
+    pub fn receive_bytes(&mut self, from: PeerId, bytes: &[u8]) -> Result<Outgoing<S>, SyncError> {
+        let msg = Message::decode(bytes, &self.config)?;
+        self.receive(from, msg)
+    }
+
+    /// Handles a message from `from`. An error means the message was
+    /// refused (close that connection); the state is untouched by it.
+    pub fn receive(&mut self, from: PeerId, msg: Message) -> Result<Outgoing<S>, SyncError> {
+        match msg {
+            Message::SyncRequest {
+                session,
+                context,
+                reply,
+            } => {
+                self.flush();
+                let peer = self.peers.entry(from).or_default();
+                // Whatever it acknowledged may be gone (it may have
+                // restarted); serve it from its context until it acks again.
+                peer.acked = None;
+                peer.known = Some((session, context));
+                let mut messages = Vec::new();
+                if let Some(m) = self.message_for(from) {
+                    messages.push((from, m));
+                }
+                if reply {
+                    messages.push((from, self.request(false)));
+                }
+                Ok(self.outgoing(messages))
+            }
+            Message::Delta {
+                session,
+                from: start,
+                to,
+                answer,
+                payload,
+            } => {
+                let delta: Causal<S> = payload.open(&self.config)?;
+                let peer = self.peers.entry(from).or_default();
+                let accept = match answer {
+                    Some(mine) => mine == self.session,
+                    None => {
+                        matches!(peer.inbound, Some((s, joined)) if s == session && start <= joined)
+                    }
+                };
+                if !accept {
+                    // A gap (or a reply to an old session): joining it could
+                    // show effects without causes. Not acknowledged, so the
+                    // sender will offer it again from what we acknowledged.
+                    return Ok(Outgoing::default());
+                }
+                peer.inbound = match peer.inbound {
+                    Some((s, joined)) if s == session => Some((s, joined.max(to))),
+                    _ => Some((session, to)),
+                };
+                if self.state.join_changed(delta.clone()) {
+                    self.flush();
+                    self.append(Some(from), delta);
+                }
+                Ok(Outgoing {
+                    persist: None,
+                    messages: alloc::vec![(from, Message::Ack { session, to })],
+                })
+            }
+            Message::Ack { session, to } => {
+                if session == self.session && to <= self.seq {
+                    let peer = self.peers.entry(from).or_default();
+                    peer.acked = Some(peer.acked.map_or(to, |a| a.max(to)));
+                    self.collect();
+                }
+                Ok(Outgoing::default())
+            }
+        }
+    }
+}
