@@ -258,6 +258,7 @@ pub struct Sim<N: Node> {
     factory: Factory<N>,
     size_of: Option<SizeFn<N::Message>>,
     stats: Stats,
+    last: Option<NodeId>,
 }
 
 impl<N: Node> Sim<N> {
@@ -281,6 +282,7 @@ impl<N: Node> Sim<N> {
             factory,
             size_of: None,
             stats: Stats::default(),
+            last: None,
         };
         for i in 0..n {
             sim.act(i, |node, cx| node.on_start(cx));
@@ -499,6 +501,7 @@ impl<N: Node> Sim<N> {
             return false;
         };
         self.now = self.now.max(ev.at);
+        self.last = None;
         match ev.kind {
             EventKind::Deliver { from, to, msg } => {
                 let cut = self
@@ -510,6 +513,7 @@ impl<N: Node> Sim<N> {
                     return true;
                 }
                 self.stats.delivered += 1;
+                self.last = Some(to);
                 self.act(to, |node, cx| node.on_message(cx, from, msg));
             }
             EventKind::Timer {
@@ -518,6 +522,7 @@ impl<N: Node> Sim<N> {
                 timer,
             } => {
                 if self.incarnations[node] == incarnation {
+                    self.last = Some(node);
                     self.act(node, |n, cx| n.on_timer(cx, timer));
                 }
             }
@@ -546,6 +551,23 @@ impl<N: Node> Sim<N> {
             }
         }
         self.queue.is_empty()
+    }
+
+    /// The node the last [`step`](Self::step) ran (None if the event was
+    /// discarded).
+    pub fn last_node(&self) -> Option<NodeId> {
+        self.last
+    }
+
+    /// Mutable access to running node `id` (for test instrumentation; use
+    /// [`act`](Self::act) for anything that may send).
+    pub fn node_mut(&mut self, id: NodeId) -> Option<&mut N> {
+        self.nodes.get_mut(id).and_then(Option::as_mut)
+    }
+
+    /// Time of the next queued event.
+    pub fn next_event_at(&self) -> Option<Time> {
+        self.queue.peek().map(|Reverse(e)| e.at)
     }
 
     /// Number of queued events.

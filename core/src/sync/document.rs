@@ -263,7 +263,9 @@ where
     doc.mutate(|map, cx| apply_in(map, cx, path, f))
 }
 
-fn apply_in<F>(
+/// [`apply_at`] at the store level, for use inside a mutator (such as
+/// [`Replica::mutate`](super::Replica::mutate)).
+pub fn apply_in<F>(
     map: &mut ORMap<String, Value>,
     cx: &mut CausalContext,
     path: &[String],
@@ -287,7 +289,8 @@ pub fn remove_at(doc: &mut Document, path: &[String]) -> Document {
     doc.mutate(|map, cx| remove_in(map, cx, path))
 }
 
-fn remove_in(
+/// [`remove_at`] at the store level, for use inside a mutator.
+pub fn remove_in(
     map: &mut ORMap<String, Value>,
     cx: &mut CausalContext,
     path: &[String],

@@ -13,6 +13,8 @@ mod replica;
 #[cfg(feature = "sim")]
 pub mod sim_node;
 
-pub use document::{Atom, Document, Nested, Value, apply_at, get_at, remove_at};
+pub use document::{
+    Atom, Document, Nested, Value, apply_at, apply_in, get_at, remove_at, remove_in,
+};
 pub use message::{Bytes, Config, Message, Payload, SyncError};
-pub use replica::{Outgoing, PeerId, Replica};
+pub use replica::{Outgoing, PeerId, PeerStatus, Replica};

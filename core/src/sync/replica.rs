@@ -12,13 +12,18 @@ use crate::crdt::{Causal, DotStore, Lattice};
 /// How the IO shell names a connection to another replica.
 pub type PeerId = u64;
 
-/// What a call produced: write `persist` durably (append it to what is
+/// What a call produced: write `persist` durably (join it into what is
 /// stored), *then* send `messages`.
 ///
-/// The order matters: `persist` holds the local changes the messages may
-/// carry, and a replica that sent a change it then lost in a crash would
-/// reissue its dots for different changes after restarting, and diverge
-/// silently from everyone who saw the first ones.
+/// `persist` holds every change of the state since the last call that
+/// returned one: local changes and received deltas alike, so that what is
+/// stored is always a state the replica really had (a local change stored
+/// without the received change it built on would show an effect without
+/// its cause after a restart). The order matters: a replica that sent a
+/// change it then lost in a crash would reissue its dots for different
+/// changes after restarting, and diverge silently from everyone who saw the
+/// first ones; and an acknowledgement leaves only once what it acknowledges
+/// is durable.
 #[derive(Debug)]
 pub struct Outgoing<S> {
     /// Local changes to make durable before anything is sent (joined into
@@ -35,6 +40,18 @@ impl<S> Default for Outgoing<S> {
             messages: Vec::new(),
         }
     }
+}
+
+/// What a replica knows of one peer (for status pages and debugging).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The peer has every buffered delta below this sequence number.
+    pub acked: Option<u64>,
+    /// The session of the peer's last request, if any (its context is kept
+    /// to serve it what it is missing).
+    pub known_session: Option<u64>,
+    /// The peer's session and how far its deltas have been joined here.
+    pub inbound: Option<(u64, u64)>,
 }
 
 struct Entry<S> {
@@ -152,6 +169,25 @@ where
         &self.config
     }
 
+    /// The sequence number the next buffered delta gets.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// What this replica knows of each peer.
+    pub fn peers(&self) -> impl Iterator<Item = (PeerId, PeerStatus)> + '_ {
+        self.peers.iter().map(|(&id, p)| {
+            (
+                id,
+                PeerStatus {
+                    acked: p.acked,
+                    known_session: p.known.as_ref().map(|k| k.0),
+                    inbound: p.inbound,
+                },
+            )
+        })
+    }
+
     /// Deltas buffered for neighbours that have not acknowledged them.
     pub fn buffered(&self) -> usize {
         self.buffer.len()
@@ -166,13 +202,20 @@ where
         F: FnOnce(&mut S, &mut CausalContext) -> Causal<S>,
     {
         let delta = self.state.mutate(f);
-        for slot in [&mut self.batch, &mut self.unpersisted] {
-            match slot {
-                Some(b) => b.join(delta.clone()),
-                None => *slot = Some(delta.clone()),
-            }
+        match &mut self.batch {
+            Some(b) => b.join(delta.clone()),
+            None => self.batch = Some(delta.clone()),
         }
+        self.remember(delta.clone());
         delta
+    }
+
+    /// Adds a change of the state to what must be persisted next.
+    fn remember(&mut self, delta: Causal<S>) {
+        match &mut self.unpersisted {
+            Some(u) => u.join(delta),
+            None => self.unpersisted = Some(delta),
+        }
     }
 
     /// Forgets a peer (it disconnected for good). Its acknowledgement no
@@ -347,10 +390,17 @@ where
                     }
                 };
                 if !accept {
-                    // A gap (or a reply to an old session): joining it could
-                    // show effects without causes. Not acknowledged, so the
-                    // sender will offer it again from what we acknowledged.
-                    return Ok(Outgoing::default());
+                    // Joining it could show effects without their causes.
+                    // A reply to an earlier session of ours is just stale.
+                    // An interval we cannot place (a gap, or a sender
+                    // session we have not joined from) means the sender's
+                    // idea of what we have is wrong: tell it what we have,
+                    // so it starts over from our context.
+                    let messages = match answer {
+                        Some(_) => Vec::new(),
+                        None => alloc::vec![(from, self.request(false))],
+                    };
+                    return Ok(self.outgoing(messages));
                 }
                 peer.inbound = match peer.inbound {
                     Some((s, joined)) if s == session => Some((s, joined.max(to))),
@@ -358,12 +408,11 @@ where
                 };
                 if self.state.join_changed(delta.clone()) {
                     self.flush();
+                    self.remember(delta.clone());
                     self.append(Some(from), delta);
                 }
-                Ok(Outgoing {
-                    persist: None,
-                    messages: alloc::vec![(from, Message::Ack { session, to })],
-                })
+                // The acknowledgement leaves after the delta is durable.
+                Ok(self.outgoing(alloc::vec![(from, Message::Ack { session, to })]))
             }
             Message::Ack { session, to } => {
                 if session == self.session && to <= self.seq {

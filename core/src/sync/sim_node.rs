@@ -36,6 +36,10 @@ pub struct SyncNode<S: DotStore> {
     pub period: Time,
     /// Messages refused with an error (should stay 0 between honest nodes).
     pub refused: u64,
+    /// Local changes made in this incarnation.
+    pub local_changes: u64,
+    /// How many of them were on disk at the last persist.
+    pub persisted_changes: u64,
     ticks: u64,
 }
 
@@ -62,9 +66,20 @@ where
                 gossip,
                 period,
                 refused: 0,
+                local_changes: 0,
+                persisted_changes: 0,
                 ticks: 0,
             }
         })
+    }
+
+    /// A local change (counted, so a test can tell which were persisted).
+    pub fn mutate<F>(&mut self, f: F) -> Causal<S>
+    where
+        F: FnOnce(&mut S, &mut crate::clock::CausalContext) -> Causal<S>,
+    {
+        self.local_changes += 1;
+        self.replica.mutate(f)
     }
 
     /// One gossip step towards the topology's targets.
@@ -85,12 +100,13 @@ where
         } else {
             self.replica.push(&targets)
         };
-        Self::emit(cx, out);
+        self.emit(cx, out);
     }
 
     /// Persists, then sends.
-    fn emit(cx: &mut Context<'_, Self>, out: Outgoing<S>) {
+    fn emit(&mut self, cx: &mut Context<'_, Self>, out: Outgoing<S>) {
         if let Some(change) = out.persist {
+            self.persisted_changes = self.local_changes;
             let mut disk: Causal<S> = cx.disk().cloned().unwrap_or_default();
             disk.join(change);
             cx.persist(disk);
@@ -110,7 +126,7 @@ where
 
     fn on_message(&mut self, cx: &mut Context<'_, Self>, from: NodeId, msg: Message) {
         match self.replica.receive(from as PeerId, msg) {
-            Ok(out) => Self::emit(cx, out),
+            Ok(out) => self.emit(cx, out),
             Err(_) => self.refused += 1,
         }
     }
