@@ -52,20 +52,7 @@ pub struct Causal<S> {
     pub(crate) context: CausalContext,
 }
 
-impl<S: DotStore> Causal<S> {
-    /// An empty replica (bottom).
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Pairs a store with a context, checking that the context covers every
-    /// dot of the store. Returns `None` otherwise.
-    pub fn from_parts(store: S, context: CausalContext) -> Option<Self> {
-        let mut ok = true;
-        store.for_each_dot(&mut |d| ok &= context.contains(d));
-        ok.then_some(Self { store, context })
-    }
-
+impl<S> Causal<S> {
     /// The values.
     pub fn store(&self) -> &S {
         &self.store
@@ -79,6 +66,21 @@ impl<S: DotStore> Causal<S> {
     /// Splits into store and context.
     pub fn into_parts(self) -> (S, CausalContext) {
         (self.store, self.context)
+    }
+}
+
+impl<S: DotStore> Causal<S> {
+    /// An empty replica (bottom).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Pairs a store with a context, checking that the context covers every
+    /// dot of the store. Returns `None` otherwise.
+    pub fn from_parts(store: S, context: CausalContext) -> Option<Self> {
+        let mut ok = true;
+        store.for_each_dot(&mut |d| ok &= context.contains(d));
+        ok.then_some(Self { store, context })
     }
 
     /// What a peer whose context is `theirs` is missing, as a delta: the
@@ -128,14 +130,44 @@ impl<S: DotStore> Causal<S> {
 
     /// Joins `other` and tells whether anything changed.
     pub fn join_changed(&mut self, other: Causal<S>) -> bool {
-        if !self.context.includes(&other.context) {
-            self.join(other);
-            return true;
-        }
-        // Nothing new was seen, so the join can only remove entries.
-        let before = self.store.dot_count();
+        self.join_novelty(other).is_some()
+    }
+
+    /// Joins `other` and returns the part of it that was new here: a delta
+    /// `n` with `old ⊔ n == old ⊔ other`, holding only entries this replica
+    /// had not seen and removals of entries it held. `None` if nothing
+    /// changed.
+    ///
+    /// This is what a replica passes on to its other neighbours: forwarding
+    /// all of `other` would send what they were already sent, again and
+    /// again, whenever it arrives mixed with something new.
+    pub fn join_novelty(&mut self, other: Causal<S>) -> Option<Causal<S>> {
+        let seen_before = &self.context;
+        let store = other.store.filtered(&|d| !seen_before.contains(d));
+        let mut context = CausalContext::new();
+        other
+            .context
+            .for_each_missing(seen_before, |d| context.insert(d));
+        // Entries held here that `other` may remove: their dots are in its
+        // context. Whichever are gone after the join were removed by it.
+        let mut exposed = Vec::new();
+        self.store.for_each_dot(&mut |d| {
+            if other.context.contains(d) {
+                exposed.push(d);
+            }
+        });
         self.join(other);
-        self.store.dot_count() != before
+        if !exposed.is_empty() {
+            let mut still = Vec::new();
+            self.store.for_each_dot(&mut |d| still.push(d));
+            still.sort_unstable();
+            for d in exposed {
+                if still.binary_search(&d).is_err() {
+                    context.insert(d);
+                }
+            }
+        }
+        (!context.is_empty()).then_some(Causal { store, context })
     }
 
     /// Applies a store-level mutator to this replica and returns its delta.

@@ -5,7 +5,7 @@ use core::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::clock::CausalContext;
+use crate::clock::{CausalContext, VectorClock};
 use crate::codec::{self, DecodeError};
 use crate::crdt::Causal;
 
@@ -109,6 +109,9 @@ pub enum Message {
         session: u64,
         /// One past the last sequence number joined.
         to: u64,
+        /// The compact part of the acknowledging replica's context: what it
+        /// has seen, from anyone.
+        seen: VectorClock,
     },
 }
 

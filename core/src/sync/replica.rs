@@ -66,9 +66,13 @@ struct Peer {
     /// The peer has joined every buffered delta below this sequence number
     /// (of our current session).
     acked: Option<u64>,
-    /// The peer's context at its last request, and its session then: what
-    /// it is missing can be computed against it (it has at least that).
-    known: Option<(u64, CausalContext)>,
+    /// The session of the peer's last request: answers name it.
+    request_session: Option<u64>,
+    /// A lower bound of the peer's context, from its requests, its
+    /// acknowledgements and the deltas it sent. What the peer is missing is
+    /// computed against it. It stays valid across the peer's restarts: a
+    /// replica persists what it has seen before it says so.
+    known: CausalContext,
     /// The peer's session and how far we have joined its deltas.
     inbound: Option<(u64, u64)>,
 }
@@ -119,9 +123,29 @@ pub struct Replica<S: DotStore> {
     state: Causal<S>,
     seq: u64,
     buffer: VecDeque<Entry<S>>,
-    batch: Option<Causal<S>>,
-    unpersisted: Option<Causal<S>>,
+    /// Local changes not yet in the buffer. Kept apart and joined at flush
+    /// time, pairwise: joining each small delta into a growing batch would
+    /// walk the whole batch every time.
+    batch: Vec<Causal<S>>,
+    /// State changes (local or received) not yet handed out to persist.
+    unpersisted: Vec<Causal<S>>,
     peers: BTreeMap<PeerId, Peer>,
+}
+
+/// Joins many deltas in O(total size × log count): pairwise, level by level.
+fn join_all<S: DotStore>(mut parts: Vec<Causal<S>>) -> Option<Causal<S>> {
+    while parts.len() > 1 {
+        let mut next = Vec::with_capacity(parts.len().div_ceil(2));
+        let mut it = parts.into_iter();
+        while let Some(a) = it.next() {
+            match it.next() {
+                Some(b) => next.push(a.joined(b)),
+                None => next.push(a),
+            }
+        }
+        parts = next;
+    }
+    parts.pop()
 }
 
 impl<S> Replica<S>
@@ -143,8 +167,8 @@ where
             state,
             seq: 0,
             buffer: VecDeque::new(),
-            batch: None,
-            unpersisted: None,
+            batch: Vec::new(),
+            unpersisted: Vec::new(),
             peers: BTreeMap::new(),
         }
     }
@@ -181,7 +205,7 @@ where
                 id,
                 PeerStatus {
                     acked: p.acked,
-                    known_session: p.known.as_ref().map(|k| k.0),
+                    known_session: p.request_session,
                     inbound: p.inbound,
                 },
             )
@@ -202,20 +226,14 @@ where
         F: FnOnce(&mut S, &mut CausalContext) -> Causal<S>,
     {
         let delta = self.state.mutate(f);
-        match &mut self.batch {
-            Some(b) => b.join(delta.clone()),
-            None => self.batch = Some(delta.clone()),
-        }
+        self.batch.push(delta.clone());
         self.remember(delta.clone());
         delta
     }
 
     /// Adds a change of the state to what must be persisted next.
     fn remember(&mut self, delta: Causal<S>) {
-        match &mut self.unpersisted {
-            Some(u) => u.join(delta),
-            None => self.unpersisted = Some(delta),
-        }
+        self.unpersisted.push(delta);
     }
 
     /// Forgets a peer (it disconnected for good). Its acknowledgement no
@@ -226,7 +244,7 @@ where
     }
 
     fn flush(&mut self) {
-        if let Some(delta) = self.batch.take() {
+        if let Some(delta) = join_all(core::mem::take(&mut self.batch)) {
             self.append(None, delta);
         }
     }
@@ -245,7 +263,7 @@ where
 
     fn outgoing(&mut self, messages: Vec<(PeerId, Message)>) -> Outgoing<S> {
         Outgoing {
-            persist: self.unpersisted.take(),
+            persist: join_all(core::mem::take(&mut self.unpersisted)),
             messages,
         }
     }
@@ -289,16 +307,18 @@ where
             Some(a) if a >= self.seq => None,
             Some(a) if a >= front => {
                 let start = (a - front) as usize;
-                let mut interval: Option<Causal<S>> = None;
-                for e in self.buffer.iter().skip(start) {
-                    if e.from == Some(j) {
-                        continue;
-                    }
-                    match &mut interval {
-                        Some(i) => i.join(e.delta.clone()),
-                        None => interval = Some(e.delta.clone()),
-                    }
-                }
+                let parts: Vec<Causal<S>> = self
+                    .buffer
+                    .iter()
+                    .skip(start)
+                    .filter(|e| e.from != Some(j))
+                    .map(|e| e.delta.clone())
+                    .collect();
+                // Leave out what the peer is known to have seen (it may have
+                // had it from someone else): removals stay in.
+                let interval = join_all(parts)
+                    .map(|d| d.delta_since(&peer.known))
+                    .filter(|d| !d.context().is_empty());
                 match interval {
                     Some(delta) => Some(Message::Delta {
                         session: self.session,
@@ -307,17 +327,20 @@ where
                         answer: None,
                         payload: Payload::seal(&delta, &self.config),
                     }),
-                    // Everything since `a` came from `j` itself.
+                    // Nothing it has not seen: it is up to date.
                     None => {
                         peer.acked = Some(self.seq);
                         None
                     }
                 }
             }
-            _ => match &peer.known {
-                Some((their_session, theirs)) => {
-                    let answer = *their_session;
-                    let delta = self.state.delta_since(theirs);
+            _ => match peer.request_session {
+                Some(answer) => {
+                    let delta = self.state.delta_since(&peer.known);
+                    if delta.context().is_empty() {
+                        // It has seen everything we have.
+                        return None;
+                    }
                     Some(Message::Delta {
                         session: self.session,
                         from: 0,
@@ -364,7 +387,8 @@ where
                 // Whatever it acknowledged may be gone (it may have
                 // restarted); serve it from its context until it acks again.
                 peer.acked = None;
-                peer.known = Some((session, context));
+                peer.request_session = Some(session);
+                peer.known.join(&context);
                 let mut messages = Vec::new();
                 if let Some(m) = self.message_for(from) {
                     messages.push((from, m));
@@ -406,17 +430,26 @@ where
                     Some((s, joined)) if s == session => Some((s, joined.max(to))),
                     _ => Some((session, to)),
                 };
-                if self.state.join_changed(delta.clone()) {
+                peer.known.join(delta.context());
+                if let Some(novelty) = self.state.join_novelty(delta) {
                     self.flush();
-                    self.remember(delta.clone());
-                    self.append(Some(from), delta);
+                    self.remember(novelty.clone());
+                    self.append(Some(from), novelty);
                 }
-                // The acknowledgement leaves after the delta is durable.
-                Ok(self.outgoing(alloc::vec![(from, Message::Ack { session, to })]))
+                // The acknowledgement leaves after the delta is durable. It
+                // tells the sender what we have seen, so that it does not
+                // forward us what we got from others.
+                let ack = Message::Ack {
+                    session,
+                    to,
+                    seen: self.state.context().vector_clock().clone(),
+                };
+                Ok(self.outgoing(alloc::vec![(from, ack)]))
             }
-            Message::Ack { session, to } => {
+            Message::Ack { session, to, seen } => {
+                let peer = self.peers.entry(from).or_default();
+                peer.known.join(&CausalContext::from_vector_clock(seen));
                 if session == self.session && to <= self.seq {
-                    let peer = self.peers.entry(from).or_default();
                     peer.acked = Some(peer.acked.map_or(to, |a| a.max(to)));
                     self.collect();
                 }
