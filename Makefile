@@ -6,7 +6,7 @@ CARGO ?= cargo
 PROPTEST_CASES ?= 256
 export PROPTEST_CASES
 
-.PHONY: test demo setup fmt-check lint nostd unit bench
+.PHONY: test demo setup fmt-check lint nostd unit bench soak
 
 test: setup fmt-check lint nostd unit
 	@echo "make test: all suites passed"
@@ -33,8 +33,20 @@ bench: setup
 	$(CARGO) bench -p neuroplex-core --bench crdts_comparison
 	@scripts/bench-ratios.sh
 
+# Long seeded runs of the simulation suites (not part of CI). A failing seed
+# is printed with the command that replays it.
+SOAK_SYNC_SEEDS ?= 10000
+soak: setup
+	NEUROPLEX_SEEDS=$(SOAK_SYNC_SEEDS) $(CARGO) test --release -p neuroplex-core --all-features --test sync_sim -- --nocapture
+
 demo:
-	@echo "make demo: the relay server and demo page do not exist yet (they arrive with"
+	@echo "make # Long seeded runs of the simulation suites (not part of CI). A failing seed
+# is printed with the command that replays it.
+SOAK_SYNC_SEEDS ?= 10000
+soak: setup
+	NEUROPLEX_SEEDS=$(SOAK_SYNC_SEEDS) $(CARGO) test --release -p neuroplex-core --all-features --test sync_sim -- --nocapture
+
+demo: the relay server and demo page do not exist yet (they arrive with"
 	@echo "the relay issue); today only the core library and its tests are here."
 	@echo "Run 'make test' to build and test it."
 	@exit 2
