@@ -4,9 +4,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use neuroplex_core::sync::{Config, Message, Replica, Value};
 use neuroplex_core::{
     AWSet, Causal, CausalContext, CausalCounter, EWFlag, Envelope, GCounter, GSet, Lattice,
-    LwwRegister, MvRegister, ORMap, PNCounter, VectorClock, codec,
+    LwwRegister, MvRegister, ORMap, PNCounter, ReplicaId, VectorClock, codec,
 };
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -29,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
     let mut bytes = Vec::with_capacity(rest.len() + 1);
     bytes.push(codec::VERSION);
     bytes.extend_from_slice(rest);
-    match which % 12 {
+    match which % 14 {
         0 => drop(check::<VectorClock>(&bytes)),
         1 => drop(check::<CausalContext>(&bytes)),
         2 => lattice::<GCounter>(&bytes),
@@ -41,6 +42,20 @@ fuzz_target!(|data: &[u8]| {
         8 => lattice::<Causal<EWFlag>>(&bytes),
         9 => lattice::<Causal<CausalCounter>>(&bytes),
         10 => lattice::<Causal<ORMap<String, ORMap<u32, AWSet<u64>>>>>(&bytes),
-        _ => drop(check::<Envelope<Causal<ORMap<u8, CausalCounter>>>>(&bytes)),
+        11 => drop(check::<Envelope<Causal<ORMap<u8, CausalCounter>>>>(&bytes)),
+        12 => {
+            // A sync message, decoded and handed to a replica whole.
+            let config = Config::default();
+            if let Ok(msg) = Message::decode(&bytes, &config) {
+                assert_eq!(Message::decode(&msg.encode(), &config).unwrap(), msg);
+            }
+            let mut replica: Replica<ORMap<String, Value>> =
+                Replica::new(ReplicaId::new(1), 1, config);
+            let before = replica.state().clone();
+            if replica.receive_bytes(2, &bytes).is_err() {
+                assert_eq!(replica.state(), &before);
+            }
+        }
+        _ => drop(check::<Causal<ORMap<String, Value>>>(&bytes)),
     }
 });
