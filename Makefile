@@ -6,7 +6,7 @@ CARGO ?= cargo
 PROPTEST_CASES ?= 256
 export PROPTEST_CASES
 
-.PHONY: test demo setup fmt-check lint nostd unit bench soak
+.PHONY: test demo setup fmt-check lint nostd unit bench soak fuzz
 
 test: setup fmt-check lint nostd unit
 	@echo "make test: all suites passed"
@@ -39,12 +39,28 @@ SOAK_SYNC_SEEDS ?= 10000
 soak: setup
 	NEUROPLEX_SEEDS=$(SOAK_SYNC_SEEDS) $(CARGO) test --release -p neuroplex-core --all-features --test sync_sim -- --nocapture
 
+# Coverage-guided fuzzing of every decoder (core/fuzz). cargo-fuzz wants a
+# nightly compiler for sanitizers; without one it runs here with no
+# sanitizer (panics and aborts are still caught) on the stable toolchain.
+FUZZ_SECONDS ?= 300
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd core && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s none decode -- -max_total_time=$(FUZZ_SECONDS)
+
 demo:
 	@echo "make # Long seeded runs of the simulation suites (not part of CI). A failing seed
 # is printed with the command that replays it.
 SOAK_SYNC_SEEDS ?= 10000
 soak: setup
 	NEUROPLEX_SEEDS=$(SOAK_SYNC_SEEDS) $(CARGO) test --release -p neuroplex-core --all-features --test sync_sim -- --nocapture
+
+# Coverage-guided fuzzing of every decoder (core/fuzz). cargo-fuzz wants a
+# nightly compiler for sanitizers; without one it runs here with no
+# sanitizer (panics and aborts are still caught) on the stable toolchain.
+FUZZ_SECONDS ?= 300
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd core && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s none decode -- -max_total_time=$(FUZZ_SECONDS)
 
 demo: the relay server and demo page do not exist yet (they arrive with"
 	@echo "the relay issue); today only the core library and its tests are here."
