@@ -236,6 +236,12 @@ where
         self.unpersisted.push(delta);
     }
 
+    /// Hands out the changes not yet persisted, for a shell that persists
+    /// eagerly (after every local edit, say) rather than only before sends.
+    pub fn take_persist(&mut self) -> Option<Causal<S>> {
+        join_all(core::mem::take(&mut self.unpersisted))
+    }
+
     /// Forgets a peer (it disconnected for good). Its acknowledgement no
     /// longer holds back the delta buffer.
     pub fn forget(&mut self, peer: PeerId) {
