@@ -79,9 +79,9 @@ fn small_update() {
     print_line("small-update", delta_bytes, full_bytes as u64);
 }
 
-fn same<S: neuroplex_core::DotStore>(sim: &Sim<SyncNode<S>>) -> bool
+fn same<S>(sim: &Sim<SyncNode<S>>) -> bool
 where
-    S: serde::Serialize + for<'de> serde::Deserialize<'de> + 'static,
+    S: neuroplex_core::DotStore + serde::Serialize + for<'de> serde::Deserialize<'de> + 'static,
 {
     let first = sim.node(0).map(|n| n.replica.state());
     (1..sim.len()).all(|i| sim.node(i).map(|n| n.replica.state()) == first)
