@@ -56,6 +56,7 @@ pub mod sync;
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctest;
 
+pub use bft::{Client as BftClient, Config as BftConfig, Replica as BftReplica, Step as BftStep};
 pub use causal::{CausalBuffer, Envelope, Overflow};
 pub use clock::{CausalContext, Causality, Dot, Hlc, ReplicaId, Timestamp, VectorClock};
 pub use crdt::{

@@ -570,6 +570,12 @@ impl<N: Node> Sim<N> {
         self.queue.peek().map(|Reverse(e)| e.at)
     }
 
+    /// When the next queued event happens, if any (lets a driver interleave
+    /// its own actions between events without skipping over them).
+    pub fn peek_time(&self) -> Option<Time> {
+        self.queue.peek().map(|Reverse(ev)| ev.at)
+    }
+
     /// Number of queued events.
     pub fn pending(&self) -> usize {
         self.queue.len()
