@@ -6,9 +6,10 @@
 //! Twins, amnesiac). Safety is checked at every commit and every stable
 //! checkpoint; at the end, after the network heals, every submitted request
 //! must have completed at its client (f+1 matching replies) within bounded
-//! virtual time, and — unless faulty replicas equivocate or garble votes,
-//! which can legitimately keep a correct replica out of a view while no
-//! request waits — every correct replica must have executed every request.
+//! virtual time, and — unless faulty replicas equivocate or garble votes
+//! (amnesiacs included), which can legitimately keep a correct replica out
+//! of a view while no request waits — every correct replica must have
+//! executed every request.
 //!
 //! Replay one seed: `NEUROPLEX_SEED=<n>`; run more: `NEUROPLEX_SEEDS=<count>`.
 
@@ -224,9 +225,11 @@ fn run_seed(seed: u64) -> Summary {
     // correct replica executed each request), not that every correct
     // replica follows every view while no request is waiting. Without such
     // faults every correct replica must catch up.
-    let strong = faulty
-        .iter()
-        .all(|(_, b)| matches!(b, Behaviour::Silent | Behaviour::Replay | Behaviour::Forge));
+    // (An amnesiac forgets its promises, so it can equivocate too.)
+    let strong = amnesia.is_none()
+        && faulty
+            .iter()
+            .all(|(_, b)| matches!(b, Behaviour::Silent | Behaviour::Replay | Behaviour::Forge));
     let deadline = HEAL_AT + BOUND_AFTER_HEAL;
     let mut steps: u64 = 0;
     let mut done = false;
