@@ -36,8 +36,10 @@ bench: setup
 # Long seeded runs of the simulation suites (not part of CI). A failing seed
 # is printed with the command that replays it.
 SOAK_SYNC_SEEDS ?= 10000
+SOAK_BFT_SEEDS ?= 100000
 soak: setup
 	NEUROPLEX_SEEDS=$(SOAK_SYNC_SEEDS) $(CARGO) test --release -p neuroplex-core --all-features --test sync_sim -- --nocapture
+	NEUROPLEX_SEEDS=$(SOAK_BFT_SEEDS) $(CARGO) test --release -p neuroplex-core --all-features --test bft_sim -- --nocapture
 
 # Coverage-guided fuzzing of every decoder (core/fuzz). cargo-fuzz wants a
 # nightly compiler for sanitizers; without one it runs here with no
@@ -51,8 +53,10 @@ demo:
 	@echo "make # Long seeded runs of the simulation suites (not part of CI). A failing seed
 # is printed with the command that replays it.
 SOAK_SYNC_SEEDS ?= 10000
+SOAK_BFT_SEEDS ?= 100000
 soak: setup
 	NEUROPLEX_SEEDS=$(SOAK_SYNC_SEEDS) $(CARGO) test --release -p neuroplex-core --all-features --test sync_sim -- --nocapture
+	NEUROPLEX_SEEDS=$(SOAK_BFT_SEEDS) $(CARGO) test --release -p neuroplex-core --all-features --test bft_sim -- --nocapture
 
 # Coverage-guided fuzzing of every decoder (core/fuzz). cargo-fuzz wants a
 # nightly compiler for sanitizers; without one it runs here with no
