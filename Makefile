@@ -50,23 +50,7 @@ fuzz:
 	cd core && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s none decode -- -max_total_time=$(FUZZ_SECONDS)
 
 demo:
-	@echo "make # Long seeded runs of the simulation suites (not part of CI). A failing seed
-# is printed with the command that replays it.
-SOAK_SYNC_SEEDS ?= 10000
-SOAK_BFT_SEEDS ?= 100000
-soak: setup
-	NEUROPLEX_SEEDS=$(SOAK_SYNC_SEEDS) $(CARGO) test --release -p neuroplex-core --all-features --test sync_sim -- --nocapture
-	NEUROPLEX_SEEDS=$(SOAK_BFT_SEEDS) $(CARGO) test --release -p neuroplex-core --all-features --test bft_sim -- --nocapture
-
-# Coverage-guided fuzzing of every decoder (core/fuzz). cargo-fuzz wants a
-# nightly compiler for sanitizers; without one it runs here with no
-# sanitizer (panics and aborts are still caught) on the stable toolchain.
-FUZZ_SECONDS ?= 300
-fuzz:
-	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	cd core && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s none decode -- -max_total_time=$(FUZZ_SECONDS)
-
-demo: the relay server and demo page do not exist yet (they arrive with"
+	@echo "make demo: the relay server and demo page do not exist yet (they arrive with"
 	@echo "the relay issue); today only the core library and its tests are here."
 	@echo "Run 'make test' to build and test it."
 	@exit 2

@@ -104,7 +104,11 @@ fn every_example_in_protocol_md_is_what_the_code_encodes() {
 #[test]
 fn the_examples_decode() {
     use neuroplex_core::sync::Config;
-    for (name, bytes) in examples().into_iter().skip(1) {
+    // Every example but the bare payload is a whole message.
+    for (name, bytes) in examples()
+        .into_iter()
+        .filter(|(n, _)| *n != "delta payload")
+    {
         let msg = Message::decode(&bytes, &Config::default()).unwrap();
         assert_eq!(msg.encode(), bytes, "{name}");
         if let Message::Delta { payload, .. } = msg {
