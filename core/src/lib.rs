@@ -14,9 +14,13 @@
 //!   `old ⊔ delta == new`.
 //! - [`causal`]: a bounded buffer that releases deltas in causal order.
 //! - [`codec`]: the versioned wire encoding, safe on untrusted bytes.
+//! - [`sync`]: delta-interval anti-entropy and the document store.
+//! - [`bft`]: PBFT ordering for the few operations that need it.
+//! - `doc` (feature `yrs`, needs `std`): a room's document, the CRDT store
+//!   beside a `yrs::Doc`, and the native protocol's frames.
 //!
-//! What is not here: transports, persistence, anti-entropy scheduling (the
-//! `sync` module arrives with its own issue) and anything that needs `std`.
+//! What is not here: transports, persistence and timers; the shells
+//! (relay, WASM package, simulator) own those.
 //!
 //! ```
 //! use neuroplex_core::{AWSet, Causal, ReplicaId, Lattice};
@@ -47,6 +51,8 @@ pub mod causal;
 pub mod clock;
 pub mod codec;
 pub mod crdt;
+#[cfg(feature = "yrs")]
+pub mod doc;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod sync;

@@ -1,0 +1,207 @@
+//! [`SharedDoc`]: one replica of a room's document.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::string::{String, ToString};
+use std::vec::Vec;
+
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{ReadTxn, StateVector, Transact, Update};
+
+use crate::ReplicaId;
+use crate::codec;
+use crate::crdt::{Causal, Lattice, ORMap};
+use crate::sync::{Config, Replica, SyncError, Value};
+
+/// The store under a document's causal context: named values.
+pub type DocStore = ORMap<String, Value>;
+
+/// Why an update or a snapshot was refused. The document is unchanged,
+/// except after [`DocError::Panicked`], when it must be discarded and
+/// reloaded from storage (yrs panicked half-way through an update).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DocError {
+    /// The bytes are not a Yjs update (v1) or state vector.
+    BadYrsEncoding(String),
+    /// yrs decoded the update but refused to integrate it.
+    YrsRejected(String),
+    /// yrs panicked while integrating the update: discard this document.
+    Panicked,
+    /// A core::sync message or stored delta was refused.
+    Sync(SyncError),
+}
+
+impl core::fmt::Display for DocError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            DocError::BadYrsEncoding(e) => write!(f, "not a valid Yjs update: {e}"),
+            DocError::YrsRejected(e) => write!(f, "Yjs update refused: {e}"),
+            DocError::Panicked => write!(f, "Yjs update made the decoder fail"),
+            DocError::Sync(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for DocError {}
+
+impl From<SyncError> for DocError {
+    fn from(e: SyncError) -> Self {
+        DocError::Sync(e)
+    }
+}
+
+/// A document's whole durable state, as stored: the CRDT state (codec
+/// encoding of a [`crate::sync::Document`]) and the yrs state as one
+/// update (v1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// `codec::encode(&Document)`.
+    pub crdt: Vec<u8>,
+    /// `encode_state_as_update_v1` from the empty state vector.
+    pub yrs: Vec<u8>,
+}
+
+/// One replica of a room's document: a [`Replica`] of the CRDT store
+/// (delta-interval anti-entropy, see [`crate::sync`]) and a [`yrs::Doc`]
+/// (Yjs sync: state vectors and updates).
+///
+/// Every Yjs update that enters is decoded and integrated by yrs before it
+/// is reported as accepted, so a caller that stores or forwards only
+/// accepted updates never spreads bytes yrs cannot read.
+pub struct SharedDoc {
+    crdt: Replica<DocStore>,
+    yrs: yrs::Doc,
+}
+
+impl SharedDoc {
+    /// An empty document. `yrs_client` is this replica's Yjs client id
+    /// (random, below 2^53 for JavaScript peers); `session` as in
+    /// [`Replica::new`].
+    pub fn new(id: ReplicaId, session: u64, yrs_client: u64, config: Config) -> Self {
+        Self {
+            crdt: Replica::new(id, session, config),
+            yrs: new_ydoc(yrs_client),
+        }
+    }
+
+    /// A document restored from its stored state: a snapshot (if any), then
+    /// the CRDT deltas and Yjs updates stored after it, in any order.
+    pub fn restore<'a>(
+        id: ReplicaId,
+        session: u64,
+        yrs_client: u64,
+        config: Config,
+        snapshot: Option<&Snapshot>,
+        crdt_deltas: impl IntoIterator<Item = &'a [u8]>,
+        yrs_updates: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Self, DocError> {
+        let mut state: Causal<DocStore> = match snapshot {
+            Some(s) if !s.crdt.is_empty() => {
+                codec::decode(&s.crdt).map_err(|e| DocError::Sync(e.into()))?
+            }
+            _ => Causal::default(),
+        };
+        for d in crdt_deltas {
+            let delta: Causal<DocStore> =
+                codec::decode(d).map_err(|e| DocError::Sync(e.into()))?;
+            state.join(delta);
+        }
+        let mut doc = Self {
+            crdt: Replica::restore(id, session, state, config),
+            yrs: new_ydoc(yrs_client),
+        };
+        if let Some(s) = snapshot {
+            if !s.yrs.is_empty() {
+                doc.apply_yrs_update(&s.yrs)?;
+            }
+        }
+        for u in yrs_updates {
+            doc.apply_yrs_update(u)?;
+        }
+        Ok(doc)
+    }
+
+    /// The CRDT replica (read-only).
+    pub fn crdt(&self) -> &Replica<DocStore> {
+        &self.crdt
+    }
+
+    /// The CRDT replica, to mutate or to feed sync messages.
+    pub fn crdt_mut(&mut self) -> &mut Replica<DocStore> {
+        &mut self.crdt
+    }
+
+    /// The yrs document (to read it, observe it, or edit it locally:
+    /// a local transaction's `encode_update_v1` is what peers need).
+    pub fn yrs(&self) -> &yrs::Doc {
+        &self.yrs
+    }
+
+    /// Decodes and integrates one Yjs update (v1). `Ok(true)` if it changed
+    /// the document (or left parts pending on missing dependencies), `Ok(false)`
+    /// if everything in it was known already.
+    pub fn apply_yrs_update(&mut self, update: &[u8]) -> Result<bool, DocError> {
+        let decoded =
+            Update::decode_v1(update).map_err(|e| DocError::BadYrsEncoding(e.to_string()))?;
+        let doc = &self.yrs;
+        // yrs has panicked on crafted input in the past; a panic here must not
+        // take the relay down with it. The caller discards the document.
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let mut txn = doc.transact_mut();
+            let before = txn.state_vector();
+            txn.apply_update(decoded)
+                .map_err(|e| DocError::YrsRejected(e.to_string()))?;
+            // Deletions do not move the state vector; anything left pending
+            // is counted as a change (conservative: it is stored and sent on).
+            let changed = txn.state_vector() != before
+                || !txn.delete_set().is_empty()
+                || txn.store().pending_update().is_some()
+                || txn.store().pending_ds().is_some();
+            Ok(changed)
+        }));
+        result.unwrap_or(Err(DocError::Panicked))
+    }
+
+    /// Checks that `update` is a Yjs update (v1) without integrating it.
+    pub fn check_yrs_update(update: &[u8]) -> Result<(), DocError> {
+        Update::decode_v1(update)
+            .map(|_| ())
+            .map_err(|e| DocError::BadYrsEncoding(e.to_string()))
+    }
+
+    /// Merges several Yjs updates (v1) into one, as yrs does for y-websocket
+    /// batching.
+    pub fn merge_yrs_updates(updates: &[&[u8]]) -> Result<Vec<u8>, DocError> {
+        yrs::merge_updates_v1(updates).map_err(|e| DocError::BadYrsEncoding(e.to_string()))
+    }
+
+    /// This document's Yjs state vector (v1), for sync step 1.
+    pub fn yrs_state_vector(&self) -> Vec<u8> {
+        self.yrs.transact().state_vector().encode_v1()
+    }
+
+    /// What a peer with `state_vector` (v1) lacks, as one update (v1), for
+    /// sync step 2. Includes updates still pending on missing dependencies.
+    pub fn yrs_diff(&self, state_vector: &[u8]) -> Result<Vec<u8>, DocError> {
+        let sv = StateVector::decode_v1(state_vector)
+            .map_err(|e| DocError::BadYrsEncoding(e.to_string()))?;
+        Ok(self.yrs_diff_from(&sv))
+    }
+
+    /// Like [`SharedDoc::yrs_diff`], from a decoded state vector.
+    pub fn yrs_diff_from(&self, sv: &StateVector) -> Vec<u8> {
+        self.yrs.transact().encode_state_as_update_v1(sv)
+    }
+
+    /// The whole state, for storage (see [`SharedDoc::restore`]).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            crdt: codec::encode(self.crdt.state()).expect("documents always serialize"),
+            yrs: self.yrs_diff_from(&StateVector::default()),
+        }
+    }
+}
+
+fn new_ydoc(client: u64) -> yrs::Doc {
+    yrs::Doc::with_client_id(client & ((1 << 53) - 1))
+}

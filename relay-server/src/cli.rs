@@ -1,0 +1,86 @@
+//! The command line: `serve` and `token`. Every flag can also be set by an
+//! environment variable (`NEUROPLEX_LISTEN`, `NEUROPLEX_DATA`, ...).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::token::Rights;
+
+/// The Neuroplex relay.
+#[derive(Debug, Parser)]
+#[command(name = "neuroplex-relay", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve rooms over WebSocket (prints the bound address first).
+    Serve(ServeArgs),
+    /// Print a capability token for a room (on the last line).
+    Token(TokenArgs),
+}
+
+/// `neuroplex-relay serve`.
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "NEUROPLEX_LISTEN", default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+    /// Data directory (created if missing).
+    #[arg(long, env = "NEUROPLEX_DATA", default_value = "./neuroplex-data")]
+    pub data: PathBuf,
+    /// Directory of static files served at `/`.
+    #[arg(long = "static", env = "NEUROPLEX_STATIC")]
+    pub static_dir: Option<PathBuf>,
+    /// File holding the token secret; with it, every connection needs a token.
+    #[arg(long, env = "NEUROPLEX_SECRET_FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM); serves wss:// with --tls-key.
+    #[arg(long, env = "NEUROPLEX_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "NEUROPLEX_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Allow listening beyond loopback without a secret.
+    #[arg(long, env = "NEUROPLEX_INSECURE")]
+    pub insecure: bool,
+    /// Largest message accepted, in bytes.
+    #[arg(long, env = "NEUROPLEX_MAX_MESSAGE_BYTES", default_value_t = 16 << 20)]
+    pub max_message_bytes: usize,
+    /// Bytes queued for one connection before it is a slow consumer.
+    #[arg(long, env = "NEUROPLEX_QUEUE_MAX_BYTES", default_value_t = 64 << 20)]
+    pub queue_max_bytes: usize,
+    /// Seconds the oldest queued message may wait before its connection is
+    /// a slow consumer.
+    #[arg(long, env = "NEUROPLEX_QUEUE_MAX_AGE_SECS", default_value_t = 30)]
+    pub queue_max_age_secs: u64,
+    /// Seconds a room without connections stays loaded.
+    #[arg(long, env = "NEUROPLEX_IDLE_SECS", default_value_t = 30)]
+    pub idle_secs: u64,
+    /// Log entries after which a room's log is compacted into a snapshot.
+    #[arg(long, env = "NEUROPLEX_COMPACT_ENTRIES", default_value_t = 1000)]
+    pub compact_entries: usize,
+}
+
+/// `neuroplex-relay token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// File holding the secret (trailing whitespace is ignored).
+    #[arg(long, env = "NEUROPLEX_SECRET_FILE")]
+    pub secret_file: PathBuf,
+    /// The room the token opens.
+    #[arg(long)]
+    pub room: String,
+    /// read or write.
+    #[arg(long)]
+    pub rights: Rights,
+    /// Lifetime: 90s, 15m, 1h, 7d, or seconds.
+    #[arg(long, default_value = "1h")]
+    pub ttl: String,
+}

@@ -1,0 +1,13 @@
+//! The Neuroplex relay: rooms over WebSocket, durable storage, tokens and
+//! metrics. An IO shell around `neuroplex-core`.
+
+pub mod cli;
+pub mod client;
+pub mod metrics;
+pub mod outbox;
+pub mod queue;
+pub mod room;
+pub mod serve;
+pub mod server;
+pub mod storage;
+pub mod token;

@@ -1,0 +1,215 @@
+//! A connection's outbox: the bounded queue rooms push into, and the
+//! writer task that drains it onto the socket.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
+use futures_util::SinkExt;
+use futures_util::stream::SplitSink;
+use neuroplex_core::doc::{CloseCode, Frame};
+use neuroplex_core::sync::Bytes;
+use tokio::sync::Notify;
+use yrs::sync::{Message as YMessage, SyncMessage};
+use yrs::updates::encoder::Encode;
+
+use crate::metrics::{Endpoint, Metrics};
+use crate::queue::{Outbound, OutboundQueue};
+
+/// How the connection is to end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Close {
+    /// WebSocket close code (see [`CloseCode`]).
+    pub code: u16,
+    /// Reason sent with it (at most 123 bytes on the wire).
+    pub reason: String,
+    /// Send what is queued first (graceful), or close at once.
+    pub drain: bool,
+}
+
+struct State {
+    queue: OutboundQueue,
+    close: Option<Close>,
+}
+
+/// What a room holds of a connection: push messages, or ask it to close.
+pub struct Outbox {
+    endpoint: Endpoint,
+    state: Mutex<State>,
+    wake: Notify,
+    /// Wakes the reader when a close is requested.
+    closed: Notify,
+}
+
+impl Outbox {
+    /// An empty outbox bounded by `max_bytes` queued and `max_age` waiting.
+    pub fn new(endpoint: Endpoint, max_bytes: usize, max_age: Duration) -> Self {
+        Self {
+            endpoint,
+            state: Mutex::new(State {
+                queue: OutboundQueue::new(max_bytes, max_age),
+                close: None,
+            }),
+            wake: Notify::new(),
+            closed: Notify::new(),
+        }
+    }
+
+    /// The endpoint the connection came in on.
+    pub fn endpoint(&self) -> Endpoint {
+        self.endpoint
+    }
+
+    /// Queues an item. A consumer that cannot keep up even after its queued
+    /// updates are merged is closed with [`CloseCode::SLOW_CONSUMER`] (it
+    /// reconnects and resyncs: nothing is dropped silently). Returns false
+    /// if the connection is closing.
+    pub fn push(&self, item: Outbound, metrics: &Metrics) -> bool {
+        let mut st = self.state.lock().expect("outbox lock");
+        if st.close.is_some() {
+            return false;
+        }
+        if let Err(slow) = st.queue.push(item, Instant::now()) {
+            metrics.rejected("slow_consumer");
+            tracing::info!(%slow, "closing a slow consumer");
+            st.close = Some(Close {
+                code: CloseCode::SLOW_CONSUMER,
+                reason: "slow consumer: reconnect and resync".into(),
+                drain: false,
+            });
+        }
+        let closing = st.close.is_some();
+        drop(st);
+        self.wake.notify_one();
+        if closing {
+            self.closed.notify_waiters();
+        }
+        true
+    }
+
+    /// Queues an encoded frame.
+    pub fn push_frame(&self, bytes: Vec<u8>, metrics: &Metrics) -> bool {
+        self.push(Outbound::Frame(bytes), metrics)
+    }
+
+    /// Asks the writer to close the connection (the first request wins).
+    pub fn close(&self, code: u16, reason: impl Into<String>, drain: bool) {
+        let mut st = self.state.lock().expect("outbox lock");
+        if st.close.is_none() {
+            st.close = Some(Close {
+                code,
+                reason: reason.into(),
+                drain,
+            });
+        }
+        drop(st);
+        self.wake.notify_one();
+        self.closed.notify_waiters();
+    }
+
+    /// Resolves once a close is requested (for the reader, which must stop
+    /// even if the peer never sends again).
+    pub async fn wait_closing(&self) {
+        let notified = self.closed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.closing().is_some() {
+            return;
+        }
+        notified.await;
+    }
+
+    /// Whether a close was requested.
+    pub fn closing(&self) -> Option<Close> {
+        self.state.lock().expect("outbox lock").close.clone()
+    }
+
+    fn next(&self) -> Next {
+        let mut st = self.state.lock().expect("outbox lock");
+        match &st.close {
+            Some(c) if !c.drain => return Next::Close(c.clone()),
+            _ => {}
+        }
+        if let Some(item) = st.queue.pop() {
+            return Next::Item(item);
+        }
+        match &st.close {
+            Some(c) => Next::Close(c.clone()),
+            None => Next::Wait,
+        }
+    }
+}
+
+enum Next {
+    Item(Outbound),
+    Close(Close),
+    Wait,
+}
+
+/// Frames a queued Yjs update for the endpoint.
+fn frame_update(endpoint: Endpoint, update: Vec<u8>) -> Vec<u8> {
+    match endpoint {
+        Endpoint::Yjs => YMessage::Sync(SyncMessage::Update(update)).encode_v1(),
+        Endpoint::Sync => Frame::YrsUpdate {
+            update: Bytes(update),
+        }
+        .encode(),
+    }
+}
+
+/// Drains `outbox` onto `sink` until a close is requested or the socket
+/// fails. A send that takes longer than `max_age` marks a slow consumer.
+pub async fn write_loop(
+    mut sink: SplitSink<WebSocket, WsMessage>,
+    outbox: std::sync::Arc<Outbox>,
+    metrics: std::sync::Arc<Metrics>,
+    max_age: Duration,
+) {
+    let endpoint = outbox.endpoint;
+    loop {
+        let bytes = match outbox.next() {
+            Next::Wait => {
+                outbox.wake.notified().await;
+                continue;
+            }
+            Next::Close(c) => {
+                let mut reason = c.reason;
+                truncate_utf8(&mut reason, 120);
+                let frame = CloseFrame {
+                    code: c.code,
+                    reason: reason.into(),
+                };
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    sink.send(WsMessage::Close(Some(frame))),
+                )
+                .await;
+                return;
+            }
+            Next::Item(Outbound::Frame(b)) => b,
+            Next::Item(Outbound::YrsUpdate(u)) => frame_update(endpoint, u),
+        };
+        match tokio::time::timeout(max_age, sink.send(WsMessage::Binary(bytes.into()))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                metrics.rejected("slow_consumer");
+                outbox.close(
+                    CloseCode::SLOW_CONSUMER,
+                    "slow consumer: reconnect and resync",
+                    false,
+                );
+            }
+        }
+    }
+}
+
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}

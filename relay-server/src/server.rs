@@ -1,0 +1,398 @@
+//! The HTTP surface: routes, authorisation, and the per-connection tasks
+//! that decode client frames and hand them to rooms.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures_util::StreamExt;
+use neuroplex_core::doc::{CloseCode, Frame};
+use tokio::sync::{mpsc, watch};
+use yrs::sync::MessageReader;
+use yrs::updates::decoder::DecoderV1;
+
+use crate::metrics::{Direction, Endpoint, Metrics};
+use crate::outbox::{Outbox, write_loop};
+use crate::room::{Input, RoomConfig, Rooms};
+use crate::storage::Storage;
+use crate::token::{self, Rights, Secret, TokenError};
+
+/// Everything the relay needs to serve, besides the listener.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Directory of static files served at `/` (the demo page).
+    pub static_dir: Option<PathBuf>,
+    /// Rooms' limits and timings.
+    pub room: RoomConfig,
+    /// Bytes queued for one connection before it counts as slow.
+    pub queue_max_bytes: usize,
+    /// Age of the oldest queued message before a connection counts as slow.
+    pub queue_max_age: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            static_dir: None,
+            room: RoomConfig::default(),
+            queue_max_bytes: 64 << 20,
+            queue_max_age: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Shared state of the running relay.
+pub struct Relay {
+    config: ServerConfig,
+    secret: Option<Secret>,
+    rooms: Arc<Rooms>,
+    metrics: Arc<Metrics>,
+    next_conn: AtomicU64,
+    active: AtomicU64,
+    idle: tokio::sync::Notify,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Relay {
+    /// A relay over `storage`. Connections end when `shutdown` turns true.
+    pub fn new(
+        config: ServerConfig,
+        secret: Option<Secret>,
+        storage: Storage,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<Self> {
+        let metrics = Arc::new(Metrics::new());
+        let rooms = Rooms::new(storage, metrics.clone(), config.room.clone());
+        Arc::new(Self {
+            config,
+            secret,
+            rooms,
+            metrics,
+            next_conn: AtomicU64::new(1),
+            active: AtomicU64::new(0),
+            idle: tokio::sync::Notify::new(),
+            shutdown,
+        })
+    }
+
+    /// The rooms (to shut them down).
+    pub fn rooms(&self) -> &Arc<Rooms> {
+        &self.rooms
+    }
+
+    /// Waits until every WebSocket connection has ended (up to `limit`).
+    pub async fn wait_for_connections(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                let notified = self.idle.notified();
+                if self.active.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The axum router for every endpoint.
+    pub fn router(self: &Arc<Self>) -> Router {
+        let mut router = Router::new()
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/metrics", get(metrics_handler))
+            .route("/yjs/{*room}", get(yjs_handler))
+            .route("/sync/{*room}", get(sync_handler));
+        if let Some(dir) = &self.config.static_dir {
+            router = router.fallback_service(tower_http::services::ServeDir::new(dir));
+        }
+        router.with_state(self.clone())
+    }
+
+    fn authorize(
+        &self,
+        room: &str,
+        query: &HashMap<String, String>,
+        headers: &HeaderMap,
+    ) -> Result<Rights, Response> {
+        if room.is_empty() || room.len() > 512 {
+            self.metrics.rejected("bad_room");
+            return Err(
+                (StatusCode::BAD_REQUEST, "room names are 1 to 512 bytes\n").into_response()
+            );
+        }
+        let Some(secret) = &self.secret else {
+            return Ok(Rights::Write);
+        };
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let token = query.get("token").map(String::as_str).or(bearer);
+        let result = match token {
+            None => Err(TokenError::Missing),
+            Some(t) => token::verify(secret, t, room, unix_now()),
+        };
+        result.map_err(|e| {
+            self.metrics.rejected(e.metric_reason());
+            let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
+            (status, format!("{e}\n")).into_response()
+        })
+    }
+
+    fn upgrade(
+        self: &Arc<Self>,
+        ws: WebSocketUpgrade,
+        room: String,
+        endpoint: Endpoint,
+        rights: Rights,
+    ) -> Response {
+        let max = self.config.room.max_message_bytes;
+        let me = self.clone();
+        ws.max_message_size(max)
+            .max_frame_size(max)
+            .on_upgrade(move |socket| async move { me.run(socket, room, endpoint, rights).await })
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        socket: WebSocket,
+        room: String,
+        endpoint: Endpoint,
+        rights: Rights,
+    ) {
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        self.active.fetch_add(1, Ordering::AcqRel);
+        self.metrics.connection_opened(endpoint);
+        let (sink, stream) = socket.split();
+        let out = Arc::new(Outbox::new(
+            endpoint,
+            self.config.queue_max_bytes,
+            self.config.queue_max_age,
+        ));
+        let writer = tokio::spawn(write_loop(
+            sink,
+            out.clone(),
+            self.metrics.clone(),
+            self.config.queue_max_age,
+        ));
+        match self
+            .rooms
+            .join(&room, id, rights.can_write(), out.clone())
+            .await
+        {
+            Ok(tx) => {
+                self.read_loop(stream, id, endpoint, &out, &tx).await;
+                let _ = tx.send(Input::Leave { id }).await;
+            }
+            Err(e) => {
+                tracing::error!(room = %room, error = %e, "join failed");
+                out.close(CloseCode::INTERNAL, "the room could not be loaded", false);
+            }
+        }
+        // The writer sends the close frame (if any was asked for) and ends.
+        if out.closing().is_none() {
+            out.close(1000, "", false);
+        }
+        let _ = writer.await;
+        self.metrics.connection_closed(endpoint);
+        if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    async fn read_loop(
+        &self,
+        mut stream: futures_util::stream::SplitStream<WebSocket>,
+        id: u64,
+        endpoint: Endpoint,
+        out: &Outbox,
+        tx: &mpsc::Sender<Input>,
+    ) {
+        let mut shutdown = self.shutdown.clone();
+        let max = self.config.room.max_message_bytes;
+        loop {
+            let msg = tokio::select! {
+                m = stream.next() => m,
+                _ = shutdown.wait_for(|s| *s) => {
+                    // Whatever this connection sent before is handled by
+                    // its room; then it is told to come back later.
+                    out.close(CloseCode::GOING_AWAY, "the relay is shutting down", true);
+                    return;
+                }
+                _ = out.wait_closing() => return,
+            };
+            if out.closing().is_some() {
+                return;
+            }
+            let bytes = match msg {
+                None | Some(Ok(WsMessage::Close(_))) => return,
+                Some(Ok(WsMessage::Binary(b))) => b,
+                Some(Ok(WsMessage::Text(_))) => {
+                    self.refuse(
+                        out,
+                        "text_frame",
+                        CloseCode::TEXT_FRAME,
+                        "text frames are not accepted: both protocols are binary".into(),
+                    );
+                    return;
+                }
+                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+                Some(Err(e)) => {
+                    if is_too_large(&e) {
+                        self.refuse(
+                            out,
+                            "too_large",
+                            CloseCode::TOO_LARGE,
+                            format!("message exceeds the limit of {max} bytes"),
+                        );
+                    }
+                    return;
+                }
+            };
+            let input = match endpoint {
+                Endpoint::Yjs => match decode_yjs(&bytes) {
+                    Ok(messages) => {
+                        for m in &messages {
+                            self.metrics.message(Direction::In, yjs_kind(m), 0);
+                        }
+                        self.metrics.message(Direction::In, "frame", bytes.len());
+                        Input::Yjs { id, messages }
+                    }
+                    Err(e) => {
+                        self.refuse(
+                            out,
+                            "malformed",
+                            CloseCode::MALFORMED,
+                            format!("undecodable y-websocket message: {e}"),
+                        );
+                        return;
+                    }
+                },
+                Endpoint::Sync => match Frame::decode(&bytes, max) {
+                    Ok(frame) => {
+                        self.metrics
+                            .message(Direction::In, frame.kind(), bytes.len());
+                        Input::Native { id, frame }
+                    }
+                    Err(e) => {
+                        self.refuse(
+                            out,
+                            "malformed",
+                            CloseCode::MALFORMED,
+                            format!("undecodable frame: {e}"),
+                        );
+                        return;
+                    }
+                },
+            };
+            if tx.send(input).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn refuse(&self, out: &Outbox, reason: &'static str, code: u16, text: String) {
+        self.metrics.rejected(reason);
+        tracing::info!(code, reason = %text, "closing a connection");
+        out.close(code, text, false);
+    }
+}
+
+fn is_too_large(e: &axum::Error) -> bool {
+    use std::error::Error as _;
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(t) = s.downcast_ref::<tokio_tungstenite::tungstenite::Error>() {
+            return matches!(t, tokio_tungstenite::tungstenite::Error::Capacity(_));
+        }
+        source = s.source();
+    }
+    let text = e.to_string();
+    text.contains("Space limit exceeded") || text.contains("too long") || text.contains("Capacity")
+}
+
+/// Reads every message of one client frame (a frame may hold several).
+fn decode_yjs(bytes: &[u8]) -> Result<Vec<yrs::sync::Message>, String> {
+    let mut decoder = DecoderV1::from(bytes);
+    let messages: Result<Vec<_>, _> = MessageReader::new(&mut decoder).collect();
+    let messages = messages.map_err(|e| e.to_string())?;
+    if messages.is_empty() {
+        return Err("empty frame".into());
+    }
+    Ok(messages)
+}
+
+fn yjs_kind(m: &yrs::sync::Message) -> &'static str {
+    use yrs::sync::{Message, SyncMessage};
+    match m {
+        Message::Sync(SyncMessage::SyncStep1(_)) => "sync_step1",
+        Message::Sync(SyncMessage::SyncStep2(_)) => "sync_step2",
+        Message::Sync(SyncMessage::Update(_)) => "update",
+        Message::Awareness(_) => "awareness",
+        Message::AwarenessQuery => "awareness_query",
+        Message::Auth(_) => "auth",
+        Message::Custom(..) => "custom",
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn metrics_handler(State(relay): State<Arc<Relay>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        relay.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn yjs_handler(
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    Path(room): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    State(relay): State<Arc<Relay>>,
+) -> Response {
+    match relay.authorize(&room, &query, &headers) {
+        // Tokens are checked before the upgrade, so a refused client gets a
+        // plain 401/403.
+        Ok(rights) => match ws {
+            Ok(ws) => relay.upgrade(ws, room, Endpoint::Yjs, rights),
+            Err(rejection) => rejection.into_response(),
+        },
+        Err(r) => r,
+    }
+}
+
+async fn sync_handler(
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    Path(room): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    State(relay): State<Arc<Relay>>,
+) -> Response {
+    match relay.authorize(&room, &query, &headers) {
+        // Tokens are checked before the upgrade, so a refused client gets a
+        // plain 401/403.
+        Ok(rights) => match ws {
+            Ok(ws) => relay.upgrade(ws, room, Endpoint::Sync, rights),
+            Err(rejection) => rejection.into_response(),
+        },
+        Err(r) => r,
+    }
+}

@@ -1,0 +1,411 @@
+//! Durable room storage: SQLite in WAL mode under the data directory.
+//!
+//! Every room has an append-only log of updates (Yjs updates and CRDT
+//! deltas, as received) and at most one snapshot that replaces the log's
+//! prefix. One writer thread owns the write connection and commits
+//! everything that is waiting in one transaction (group commit): under load
+//! many updates share one fsync, and an update is only reported durable
+//! once its transaction is committed. Loads read through their own
+//! connections, which WAL lets run beside the writer.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use neuroplex_core::doc::Snapshot;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+/// What a log entry holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A Yjs update (v1).
+    Yrs = 1,
+    /// A CRDT delta (codec encoding of a `Causal<DocStore>`).
+    Crdt = 2,
+}
+
+impl EntryKind {
+    fn from_i64(v: i64) -> Result<Self, StorageError> {
+        match v {
+            1 => Ok(EntryKind::Yrs),
+            2 => Ok(EntryKind::Crdt),
+            _ => Err(StorageError(format!("unknown log entry kind {v}"))),
+        }
+    }
+}
+
+/// One update to append to a room's log, with the sequence number the room
+/// gave it.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// Room-local sequence number, increasing.
+    pub seq: u64,
+    /// What the bytes are.
+    pub kind: EntryKind,
+    /// The update, as received (already validated).
+    pub data: Vec<u8>,
+}
+
+/// A room as stored: its snapshot (if compacted) and the log after it.
+#[derive(Debug, Default)]
+pub struct Stored {
+    /// The snapshot and the last sequence number it covers.
+    pub snapshot: Option<(u64, Snapshot)>,
+    /// Log entries after the snapshot, in sequence order.
+    pub entries: Vec<Entry>,
+}
+
+impl Stored {
+    /// The last sequence number stored (0 for a new room).
+    pub fn last_seq(&self) -> u64 {
+        let snap = self.snapshot.as_ref().map_or(0, |(s, _)| *s);
+        self.entries.last().map_or(snap, |e| e.seq.max(snap))
+    }
+
+    /// Total bytes of log entries after the snapshot.
+    pub fn log_bytes(&self) -> usize {
+        self.entries.iter().map(|e| e.data.len()).sum()
+    }
+}
+
+/// A storage failure (the message says what and where).
+#[derive(Debug, Clone)]
+pub struct StorageError(pub String);
+
+impl std::fmt::Display for StorageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "storage: {}", self.0)
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(e: rusqlite::Error) -> Self {
+        StorageError(e.to_string())
+    }
+}
+
+enum Job {
+    Append {
+        room: String,
+        entries: Vec<Entry>,
+        done: oneshot::Sender<Result<(), StorageError>>,
+    },
+    Compact {
+        room: String,
+        upto: u64,
+        snapshot: Snapshot,
+        done: oneshot::Sender<Result<(), StorageError>>,
+    },
+}
+
+/// Most jobs committed in one transaction; bounds the latency of the first.
+const MAX_GROUP: usize = 1024;
+
+/// The handle to a data directory's database. Cheap to clone.
+#[derive(Clone)]
+pub struct Storage {
+    path: PathBuf,
+    jobs: std_mpsc::Sender<Job>,
+}
+
+/// Joins the writer thread when dropped last (see [`Storage::open`]).
+pub struct WriterGuard(Option<JoinHandle<()>>);
+
+impl WriterGuard {
+    /// Waits for the writer to commit what it was given and stop. Call
+    /// after every [`Storage`] handle is dropped.
+    pub fn join(mut self) {
+        if let Some(h) = self.0.take() {
+            let _ = h.join();
+        }
+    }
+
+    /// Like [`WriterGuard::join`], giving up after `limit` (handles may
+    /// still be alive in tasks that have not ended).
+    pub fn join_timeout(mut self, limit: std::time::Duration) {
+        if let Some(h) = self.0.take() {
+            let deadline = std::time::Instant::now() + limit;
+            while !h.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StorageError> {
+    let conn = Connection::open(path)
+        .map_err(|e| StorageError(format!("cannot open {}: {e}", path.display())))?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    // WAL: readers beside the writer, and one fsync per commit. FULL makes
+    // each commit durable against power loss too, not only process death.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+impl Storage {
+    /// Opens (creating if missing) `dir/neuroplex.sqlite3` and starts the
+    /// writer thread.
+    pub fn open(dir: &Path) -> Result<(Storage, WriterGuard), StorageError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StorageError(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join("neuroplex.sqlite3");
+        let conn = open_connection(&path)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS updates (
+                room TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                kind INTEGER NOT NULL,
+                data BLOB NOT NULL,
+                PRIMARY KEY (room, seq)
+            ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS snapshots (
+                room TEXT PRIMARY KEY,
+                seq INTEGER NOT NULL,
+                crdt BLOB NOT NULL,
+                yrs BLOB NOT NULL
+            );",
+        )?;
+        let (tx, rx) = std_mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("neuroplex-storage".into())
+            .spawn(move || writer(conn, rx))
+            .map_err(|e| StorageError(format!("cannot start the writer thread: {e}")))?;
+        Ok((Storage { path, jobs: tx }, WriterGuard(Some(handle))))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends entries to a room's log; returns once they are committed.
+    pub async fn append(&self, room: &str, entries: Vec<Entry>) -> Result<(), StorageError> {
+        let (done, wait) = oneshot::channel();
+        self.jobs
+            .send(Job::Append {
+                room: room.to_owned(),
+                entries,
+                done,
+            })
+            .map_err(|_| StorageError("the writer has stopped".into()))?;
+        wait.await
+            .map_err(|_| StorageError("the writer has stopped".into()))?
+    }
+
+    /// Replaces the log of `room` up to `upto` (inclusive) by `snapshot`.
+    /// Returns once committed.
+    pub async fn compact(
+        &self,
+        room: &str,
+        upto: u64,
+        snapshot: Snapshot,
+    ) -> Result<(), StorageError> {
+        let (done, wait) = oneshot::channel();
+        self.jobs
+            .send(Job::Compact {
+                room: room.to_owned(),
+                upto,
+                snapshot,
+                done,
+            })
+            .map_err(|_| StorageError("the writer has stopped".into()))?;
+        wait.await
+            .map_err(|_| StorageError("the writer has stopped".into()))?
+    }
+
+    /// Reads a room (on a blocking thread, through its own connection).
+    pub async fn load(&self, room: &str) -> Result<Stored, StorageError> {
+        let path = self.path.clone();
+        let room = room.to_owned();
+        tokio::task::spawn_blocking(move || load_blocking(&path, &room))
+            .await
+            .map_err(|e| StorageError(format!("load task failed: {e}")))?
+    }
+}
+
+fn load_blocking(path: &Path, room: &str) -> Result<Stored, StorageError> {
+    let conn = open_connection(path)?;
+    let snapshot = conn
+        .query_row(
+            "SELECT seq, crdt, yrs FROM snapshots WHERE room = ?1",
+            params![room],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    Snapshot {
+                        crdt: r.get(1)?,
+                        yrs: r.get(2)?,
+                    },
+                ))
+            },
+        )
+        .optional()?;
+    let after = snapshot.as_ref().map_or(0, |(s, _)| *s as i64);
+    let mut stmt = conn
+        .prepare("SELECT seq, kind, data FROM updates WHERE room = ?1 AND seq > ?2 ORDER BY seq")?;
+    let rows = stmt.query_map(params![room, after], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+        ))
+    })?;
+    let mut entries = Vec::new();
+    for row in rows {
+        let (seq, kind, data) = row?;
+        entries.push(Entry {
+            seq: seq as u64,
+            kind: EntryKind::from_i64(kind)?,
+            data,
+        });
+    }
+    Ok(Stored { snapshot, entries })
+}
+
+fn writer(mut conn: Connection, jobs: std_mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(j) => group.push(j),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let result = commit(&mut conn, &group);
+        tracing::trace!(jobs = group.len(), elapsed = ?started.elapsed(), "group commit");
+        match result {
+            Ok(()) => group.into_iter().for_each(|job| finish(job, Ok(()))),
+            // One bad job must not fail its neighbours: retry each alone, so
+            // only the culprit is told (the transaction was rolled back).
+            Err(e) if group.len() > 1 => {
+                tracing::warn!(error = %e, "group commit failed; retrying jobs one by one");
+                for job in group {
+                    let r = commit(&mut conn, std::slice::from_ref(&job));
+                    finish(job, r.map_err(StorageError::from));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "commit failed");
+                for job in group {
+                    finish(job, Err(StorageError(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+fn finish(job: Job, result: Result<(), StorageError>) {
+    let done = match job {
+        Job::Append { done, .. } | Job::Compact { done, .. } => done,
+    };
+    let _ = done.send(result);
+}
+
+fn commit(conn: &mut Connection, group: &[Job]) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction()?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO updates (room, seq, kind, data) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for job in group {
+            match job {
+                Job::Append { room, entries, .. } => {
+                    for e in entries {
+                        insert.execute(params![room, e.seq as i64, e.kind as i64, e.data])?;
+                    }
+                }
+                Job::Compact {
+                    room,
+                    upto,
+                    snapshot,
+                    ..
+                } => {
+                    tx.execute(
+                        "INSERT INTO snapshots (room, seq, crdt, yrs) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (room) DO UPDATE SET seq = excluded.seq,
+                             crdt = excluded.crdt, yrs = excluded.yrs",
+                        params![room, *upto as i64, snapshot.crdt, snapshot.yrs],
+                    )?;
+                    tx.execute(
+                        "DELETE FROM updates WHERE room = ?1 AND seq <= ?2",
+                        params![room, *upto as i64],
+                    )?;
+                }
+            }
+        }
+    }
+    tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: u64, data: &[u8]) -> Entry {
+        Entry {
+            seq,
+            kind: EntryKind::Yrs,
+            data: data.to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn append_load_compact_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, guard) = Storage::open(dir.path()).unwrap();
+        s.append("a", vec![entry(1, b"x"), entry(2, b"y")])
+            .await
+            .unwrap();
+        s.append("b", vec![entry(1, b"z")]).await.unwrap();
+        let a = s.load("a").await.unwrap();
+        assert_eq!(a.entries.len(), 2);
+        assert_eq!(a.last_seq(), 2);
+        let snap = Snapshot {
+            crdt: vec![1],
+            yrs: vec![2],
+        };
+        s.compact("a", 1, snap.clone()).await.unwrap();
+        s.append("a", vec![entry(3, b"w")]).await.unwrap();
+        drop(s);
+        guard.join();
+
+        let (s, guard) = Storage::open(dir.path()).unwrap();
+        let a = s.load("a").await.unwrap();
+        assert_eq!(a.snapshot, Some((1, snap)));
+        let seqs: Vec<u64> = a.entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [2, 3]);
+        assert_eq!(a.last_seq(), 3);
+        assert_eq!(s.load("b").await.unwrap().entries[0].data, b"z");
+        assert_eq!(s.load("c").await.unwrap().last_seq(), 0);
+        drop(s);
+        guard.join();
+    }
+
+    #[tokio::test]
+    async fn a_failed_group_reports_to_every_waiter() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, guard) = Storage::open(dir.path()).unwrap();
+        s.append("a", vec![entry(1, b"x")]).await.unwrap();
+        // A duplicate sequence number violates the primary key; sent
+        // together with a good job, only the bad one fails.
+        let (bad, good) = tokio::join!(
+            s.append("a", vec![entry(1, b"again")]),
+            s.append("b", vec![entry(1, b"fine")])
+        );
+        assert!(bad.unwrap_err().to_string().contains("UNIQUE"));
+        good.unwrap();
+        assert_eq!(s.load("a").await.unwrap().entries.len(), 1);
+        assert_eq!(s.load("b").await.unwrap().entries.len(), 1);
+        drop(s);
+        guard.join();
+    }
+}
