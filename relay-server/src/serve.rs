@@ -2,7 +2,6 @@
 //! then shut down gracefully.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -85,7 +84,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let server = {
         let handle = handle.clone();
         tokio::spawn(async move {
-            let result = match tls {
+            match tls {
                 Some(tls) => {
                     axum_server::from_tcp_rustls(listener, tls)?
                         .handle(handle)
@@ -98,8 +97,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
                         .serve(app)
                         .await
                 }
-            };
-            result
+            }
         })
     };
 
@@ -151,9 +149,4 @@ pub fn print_token(args: &crate::cli::TokenArgs) -> Result<String, ServeError> {
         args.rights,
         now.saturating_add(ttl.as_secs()),
     ))
-}
-
-#[allow(dead_code)]
-fn _assert_send(r: Arc<Relay>) -> impl Send {
-    r
 }

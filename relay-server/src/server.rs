@@ -125,12 +125,12 @@ impl Relay {
         room: &str,
         query: &HashMap<String, String>,
         headers: &HeaderMap,
-    ) -> Result<Rights, Response> {
+    ) -> Result<Rights, Box<Response>> {
         if room.is_empty() || room.len() > 512 {
             self.metrics.rejected("bad_room");
-            return Err(
-                (StatusCode::BAD_REQUEST, "room names are 1 to 512 bytes\n").into_response()
-            );
+            return Err(Box::new(
+                (StatusCode::BAD_REQUEST, "room names are 1 to 512 bytes\n").into_response(),
+            ));
         }
         let Some(secret) = &self.secret else {
             return Ok(Rights::Write);
@@ -147,7 +147,7 @@ impl Relay {
         result.map_err(|e| {
             self.metrics.rejected(e.metric_reason());
             let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
-            (status, format!("{e}\n")).into_response()
+            Box::new((status, format!("{e}\n")).into_response())
         })
     }
 
@@ -375,7 +375,7 @@ async fn yjs_handler(
             Ok(ws) => relay.upgrade(ws, room, Endpoint::Yjs, rights),
             Err(rejection) => rejection.into_response(),
         },
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -393,6 +393,6 @@ async fn sync_handler(
             Ok(ws) => relay.upgrade(ws, room, Endpoint::Sync, rights),
             Err(rejection) => rejection.into_response(),
         },
-        Err(r) => r,
+        Err(r) => *r,
     }
 }

@@ -110,6 +110,7 @@ const MAX_GROUP: usize = 1024;
 pub struct Storage {
     path: PathBuf,
     jobs: std_mpsc::Sender<Job>,
+    transactions: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Joins the writer thread when dropped last (see [`Storage::open`]).
@@ -174,11 +175,20 @@ impl Storage {
             );",
         )?;
         let (tx, rx) = std_mpsc::channel();
+        let transactions = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = transactions.clone();
         let handle = std::thread::Builder::new()
             .name("neuroplex-storage".into())
-            .spawn(move || writer(conn, rx))
+            .spawn(move || writer(conn, rx, counter))
             .map_err(|e| StorageError(format!("cannot start the writer thread: {e}")))?;
-        Ok((Storage { path, jobs: tx }, WriterGuard(Some(handle))))
+        Ok((
+            Storage {
+                path,
+                jobs: tx,
+                transactions,
+            },
+            WriterGuard(Some(handle)),
+        ))
     }
 
     /// The database file.
@@ -186,18 +196,30 @@ impl Storage {
         &self.path
     }
 
-    /// Appends entries to a room's log; returns once they are committed.
-    pub async fn append(&self, room: &str, entries: Vec<Entry>) -> Result<(), StorageError> {
+    /// Appends entries to a room's log. The entries are queued at once
+    /// (in call order); the future resolves once they are committed.
+    pub fn append(
+        &self,
+        room: &str,
+        entries: Vec<Entry>,
+    ) -> impl std::future::Future<Output = Result<(), StorageError>> + use<> {
         let (done, wait) = oneshot::channel();
-        self.jobs
-            .send(Job::Append {
-                room: room.to_owned(),
-                entries,
-                done,
-            })
-            .map_err(|_| StorageError("the writer has stopped".into()))?;
-        wait.await
-            .map_err(|_| StorageError("the writer has stopped".into()))?
+        let sent = self.jobs.send(Job::Append {
+            room: room.to_owned(),
+            entries,
+            done,
+        });
+        async move {
+            sent.map_err(|_| StorageError("the writer has stopped".into()))?;
+            wait.await
+                .map_err(|_| StorageError("the writer has stopped".into()))?
+        }
+    }
+
+    /// Transactions committed so far (group commit puts many appends in
+    /// one).
+    pub fn transactions(&self) -> u64 {
+        self.transactions.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Replaces the log of `room` up to `upto` (inclusive) by `snapshot`.
@@ -270,7 +292,11 @@ fn load_blocking(path: &Path, room: &str) -> Result<Stored, StorageError> {
     Ok(Stored { snapshot, entries })
 }
 
-fn writer(mut conn: Connection, jobs: std_mpsc::Receiver<Job>) {
+fn writer(
+    mut conn: Connection,
+    jobs: std_mpsc::Receiver<Job>,
+    transactions: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -281,6 +307,7 @@ fn writer(mut conn: Connection, jobs: std_mpsc::Receiver<Job>) {
         }
         let started = Instant::now();
         let result = commit(&mut conn, &group);
+        transactions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::trace!(jobs = group.len(), elapsed = ?started.elapsed(), "group commit");
         match result {
             Ok(()) => group.into_iter().for_each(|job| finish(job, Ok(()))),
@@ -386,6 +413,36 @@ mod tests {
         assert_eq!(a.last_seq(), 3);
         assert_eq!(s.load("b").await.unwrap().entries[0].data, b"z");
         assert_eq!(s.load("c").await.unwrap().last_seq(), 0);
+        drop(s);
+        guard.join();
+    }
+
+    #[tokio::test]
+    async fn appends_waiting_together_share_one_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, guard) = Storage::open(dir.path()).unwrap();
+        // Hold the database's write lock from another connection so that
+        // every append below is queued before the writer can commit any.
+        let blocker = open_connection(s.path()).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let waits: Vec<_> = (0..50)
+            .map(|i| s.append(&format!("room{}", i % 5), vec![entry(i / 5 + 1, b"u")]))
+            .collect();
+        blocker.execute_batch("COMMIT").unwrap();
+        for w in futures_util::future::join_all(waits).await {
+            w.unwrap();
+        }
+        // The writer may have taken the first append alone before it found
+        // the lock held; everything else went in one group.
+        assert!(s.transactions() <= 2, "{} transactions", s.transactions());
+        let total: usize = {
+            let mut n = 0;
+            for r in 0..5 {
+                n += s.load(&format!("room{r}")).await.unwrap().entries.len();
+            }
+            n
+        };
+        assert_eq!(total, 50);
         drop(s);
         guard.join();
     }

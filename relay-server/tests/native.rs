@@ -3,7 +3,6 @@
 
 mod support;
 
-
 use futures_util::{SinkExt, StreamExt};
 use neuroplex_core::doc::{CloseCode, Frame, PROTOCOL_VERSION, SharedDoc};
 use neuroplex_core::sync::{Atom, Bytes, apply_in};
@@ -455,4 +454,60 @@ async fn slow_consumer_is_disconnected_not_buffered() {
     assert!(support::metric(&m, "neuroplex_rejected_total{reason=\"slow_consumer\"}") >= 1.0);
     assert_eq!(reader.read(text).len(), n * chunk.len());
     drop(stuck);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_unload_when_idle_compact_and_reload_from_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = RelayProcess::start(dir.path(), &["--idle-secs", "1", "--compact-entries", "10"]);
+    let a = Client::start(ClientConfig::new(relay.ws_url(), "idle"));
+    connected(&a).await;
+    for i in 0..30 {
+        add_tag(&a, "k", &format!("v{i}"));
+        append_text(&a, &format!("<{i}>"));
+    }
+    let mut st = a.status();
+    tokio::time::timeout(
+        LONG,
+        st.wait_for(|s| s.yrs_sent >= 30 && s.yrs_saved >= s.yrs_sent),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    a.close().await;
+    wait_for("the idle room to unload", LONG, || {
+        let (_, m) = relay.http("/metrics");
+        support::metric(&m, "neuroplex_rooms_loaded ") == 0.0
+            && support::metric(&m, "neuroplex_connections{endpoint=\"sync\"}") == 0.0
+    })
+    .await;
+    // The log was compacted into a snapshot in the meantime.
+    let db = rusqlite::Connection::open(dir.path().join("neuroplex.sqlite3")).unwrap();
+    let snapshots: i64 = db
+        .query_row(
+            "SELECT count(*) FROM snapshots WHERE room = 'idle'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(snapshots, 1);
+    let left: i64 = db
+        .query_row(
+            "SELECT count(*) FROM updates WHERE room = 'idle'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(left < 30, "{left} log entries left after compaction");
+
+    let b = Client::start(ClientConfig::new(relay.ws_url(), "idle"));
+    assert!(
+        b.wait_until(LONG, |d| (0..30).all(
+            |i| has_tag(d, "k", &format!("v{i}")) && text(d).contains(&format!("<{i}>"))
+        ))
+        .await,
+        "a reloaded room has everything"
+    );
+    let (_, m) = relay.http("/metrics");
+    assert_eq!(support::metric(&m, "neuroplex_rooms_loaded "), 1.0);
 }
