@@ -6,9 +6,9 @@ CARGO ?= cargo
 PROPTEST_CASES ?= 256
 export PROPTEST_CASES
 
-.PHONY: test demo setup fmt-check lint nostd unit bench soak fuzz
+.PHONY: test demo setup fmt-check lint nostd unit yjs bench soak fuzz
 
-test: setup fmt-check lint nostd unit
+test: setup fmt-check lint nostd unit yjs
 	@echo "make test: all suites passed"
 
 setup:
@@ -27,6 +27,11 @@ nostd:
 # --all-features turns on `sim`, which the seeded simulation suites need.
 unit:
 	$(CARGO) test --workspace --all-features
+
+# Unmodified yjs + y-websocket clients (Node.js) against a real relay.
+yjs:
+	$(CARGO) build -p neuroplex-relay
+	cd tests/yjs && NEUROPLEX_RELAY_BIN=$(CURDIR)/target/debug/neuroplex-relay npm test
 
 # Criterion benchmarks of the core against the crdts crate (not part of CI).
 bench: setup
@@ -49,8 +54,7 @@ fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd core && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s none decode -- -max_total_time=$(FUZZ_SECONDS)
 
-demo:
-	@echo "make demo: the relay server and demo page do not exist yet (they arrive with"
-	@echo "the relay issue); today only the core library and its tests are here."
-	@echo "Run 'make test' to build and test it."
-	@exit 2
+# Builds the relay and serves the demo (NEUROPLEX_LISTEN and NEUROPLEX_DATA
+# choose the address and the data directory). Ctrl-C stops it gracefully.
+demo: setup
+	@scripts/demo.sh

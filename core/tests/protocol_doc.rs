@@ -119,3 +119,69 @@ fn the_examples_decode() {
         }
     }
 }
+
+/// The native relay protocol's frames (feature `yrs`).
+#[cfg(feature = "yrs")]
+#[test]
+fn every_frame_example_in_protocol_md_is_what_the_code_encodes() {
+    use neuroplex_core::doc::{Frame, PresenceEntry};
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/PROTOCOL.md"))
+        .expect("docs/PROTOCOL.md");
+    let frames = [
+        (
+            "hello",
+            Frame::Hello {
+                protocol: 1,
+                replica: 42,
+                writable: true,
+            },
+        ),
+        (
+            "sync ack",
+            Frame::Sync(Message::Ack {
+                session: 7,
+                to: 3,
+                seen: [(r(1), 3)].into_iter().collect::<VectorClock>(),
+            }),
+        ),
+        (
+            "yrs sync request",
+            Frame::YrsSyncRequest {
+                state_vector: Bytes(vec![0]),
+            },
+        ),
+        (
+            "yrs update",
+            Frame::YrsUpdate {
+                update: Bytes(vec![0, 0]),
+            },
+        ),
+        ("yrs saved", Frame::YrsSaved { count: 3 }),
+        (
+            "presence",
+            Frame::Presence {
+                entries: vec![PresenceEntry {
+                    client: 5,
+                    clock: 1,
+                    state: Some("{}".into()),
+                }],
+            },
+        ),
+        (
+            "error",
+            Frame::Error {
+                code: Frame::ERROR_READ_ONLY,
+                reason: "read-only".into(),
+            },
+        ),
+    ];
+    for (name, frame) in frames {
+        let bytes = frame.encode();
+        let line = format!("{name}: {}", hex(&bytes));
+        assert!(
+            doc.lines().any(|l| l.trim() == line),
+            "docs/PROTOCOL.md lacks the line `{line}`"
+        );
+        assert_eq!(Frame::decode(&bytes, 1 << 20).unwrap(), frame, "{name}");
+    }
+}
