@@ -34,8 +34,10 @@ pub struct ClientConfig {
     pub room: String,
     /// A capability token, if the relay requires one.
     pub token: Option<String>,
-    /// This replica's id (random by default; see the module doc).
-    pub replica: ReplicaId,
+    /// This replica's id. `None` (the default) draws a fresh random id at
+    /// every [`Client::start`], so that a cloned config never makes two
+    /// clients share one (see the module doc).
+    pub replica: Option<ReplicaId>,
     /// First reconnect delay.
     pub backoff_min: Duration,
     /// Longest reconnect delay.
@@ -53,7 +55,7 @@ impl ClientConfig {
             url: url.into(),
             room: room.into(),
             token: None,
-            replica: ReplicaId::new(rand::random::<u64>() | 1),
+            replica: None,
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(10),
             max_message_bytes: 16 << 20,
@@ -108,13 +110,16 @@ enum Cmd {
 
 impl Client {
     /// Starts connecting in the background (on the current tokio runtime).
-    pub fn start(config: ClientConfig) -> Client {
+    pub fn start(mut config: ClientConfig) -> Client {
+        let replica = *config
+            .replica
+            .get_or_insert_with(|| ReplicaId::new(rand::random::<u64>() | 1));
         let yrs_client = rand::random::<u64>() & ((1 << 53) - 1);
         let sync_config = SyncConfig {
             max_message_bytes: config.max_message_bytes,
             ..SyncConfig::default()
         };
-        let doc = SharedDoc::new(config.replica, rand::random(), yrs_client, sync_config);
+        let doc = SharedDoc::new(replica, rand::random(), yrs_client, sync_config);
         let client_id = doc.yrs().client_id().get();
         let shared = Arc::new(Shared {
             doc: Mutex::new(doc),
@@ -130,7 +135,6 @@ impl Client {
             status: watch::channel(Status::default()).0,
         });
         let (wake, rx) = mpsc::unbounded_channel();
-        let replica = config.replica;
         let task = tokio::spawn(run(config, shared.clone(), rx));
         Client {
             replica,
@@ -262,9 +266,18 @@ async fn run(config: ClientConfig, shared: Arc<Shared>, mut cmds: mpsc::Unbounde
         shared.changed.notify_waiters();
         let delay = backoff(&config, attempt);
         attempt = attempt.saturating_add(1);
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            cmd = cmds.recv() => if matches!(cmd, None | Some(Cmd::Close)) { break },
+        // Local edits made meanwhile wait for the connection (the sync
+        // handshake carries them); only a close ends the wait early.
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        let closed = loop {
+            tokio::select! {
+                _ = &mut sleep => break false,
+                cmd = cmds.recv() => if matches!(cmd, None | Some(Cmd::Close)) { break true },
+            }
+        };
+        if closed {
+            break;
         }
     }
     shared.status.send_modify(|s| {
@@ -341,7 +354,7 @@ async fn session(
     }
     let hello = Frame::Hello {
         protocol: PROTOCOL_VERSION,
-        replica: config.replica.get(),
+        replica: config.replica.map_or(0, ReplicaId::get),
         writable: true,
     };
     let first = {

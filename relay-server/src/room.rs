@@ -689,6 +689,7 @@ impl Room {
             other => other,
         };
         let is_delta = matches!(msg, SyncMsg::Delta { .. });
+        tracing::debug!(room = %self.name, conn = id, msg = ?msg, "native sync in");
         match self.doc.crdt_mut().receive(id, msg) {
             Ok(out) => {
                 if is_delta {
@@ -718,6 +719,7 @@ impl Room {
             self.next_seq += 1;
         }
         for (to, m) in out.messages {
+            tracing::debug!(room = %self.name, conn = to, msg = ?m, "native sync out");
             if matches!(m, SyncMsg::Delta { .. }) {
                 if let Some(c) = self.conns.get_mut(&to) {
                     c.awaiting_ack = true;

@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use futures_util::{SinkExt, StreamExt};
 use neuroplex_core::doc::{CloseCode, Frame, PROTOCOL_VERSION, SharedDoc};
 use neuroplex_core::sync::{Atom, Bytes, apply_in};
@@ -481,23 +483,15 @@ async fn rooms_unload_when_idle_compact_and_reload_from_storage() {
             && support::metric(&m, "neuroplex_connections{endpoint=\"sync\"}") == 0.0
     })
     .await;
-    // The log was compacted into a snapshot in the meantime.
+    // The log is compacted into a snapshot in the background (the commit
+    // may trail the unload on a loaded machine: poll).
     let db = rusqlite::Connection::open(dir.path().join("neuroplex.sqlite3")).unwrap();
-    let snapshots: i64 = db
-        .query_row(
-            "SELECT count(*) FROM snapshots WHERE room = 'idle'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(snapshots, 1);
-    let left: i64 = db
-        .query_row(
-            "SELECT count(*) FROM updates WHERE room = 'idle'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
+    wait_for("a snapshot of the room", LONG, || {
+        count("SELECT count(*) FROM snapshots WHERE room = 'idle'") == 1
+    })
+    .await;
+    let left = count("SELECT count(*) FROM updates WHERE room = 'idle'");
     assert!(left < 30, "{left} log entries left after compaction");
 
     let b = Client::start(ClientConfig::new(relay.ws_url(), "idle"));
@@ -510,4 +504,57 @@ async fn rooms_unload_when_idle_compact_and_reload_from_storage() {
     );
     let (_, m) = relay.http("/metrics");
     assert_eq!(support::metric(&m, "neuroplex_rooms_loaded "), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_reconnect_and_upload_offline_edits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut relay = RelayProcess::start(dir.path(), &[]);
+    let mut cfg = ClientConfig::new(relay.ws_url(), "offline");
+    cfg.backoff_min = Duration::from_millis(50);
+    cfg.backoff_max = Duration::from_millis(500);
+    let a = Client::start(cfg.clone());
+    let b = Client::start(cfg);
+    connected(&a).await;
+    connected(&b).await;
+    add_tag(&a, "k", "online");
+    assert!(b.wait_until(LONG, |d| has_tag(d, "k", "online")).await);
+
+    let mut st = a.status();
+    assert!(relay.terminate().success());
+    tokio::time::timeout(LONG, st.wait_for(|s| !s.connected))
+        .await
+        .unwrap()
+        .unwrap();
+    // Edits while the relay is down stay local...
+    add_tag(&a, "k", "offline-a");
+    append_text(&a, "[offline-a]");
+    add_tag(&b, "k", "offline-b");
+
+    // ...and go out once the clients are back (same port, backoff retries).
+    let relay = relay.restart_same_port();
+    tokio::time::timeout(LONG, st.wait_for(|s| s.connected && s.connects >= 2))
+        .await
+        .expect("the client reconnects")
+        .unwrap();
+    for c in [&a, &b] {
+        assert!(
+            c.wait_until(Duration::from_secs(15), |d| has_tag(d, "k", "offline-a")
+                && has_tag(d, "k", "offline-b")
+                && text(d) == "[offline-a]")
+                .await,
+            "offline edits of both sides arrive after reconnecting: a={}, b={}, text a={:?} b={:?}",
+            a.read(|d| format!(
+                "{:?}",
+                ["online", "offline-a", "offline-b"].map(|t| has_tag(d, "k", t))
+            )),
+            b.read(|d| format!(
+                "{:?}",
+                ["online", "offline-a", "offline-b"].map(|t| has_tag(d, "k", t))
+            )),
+            a.read(text),
+            b.read(text),
+        );
+    }
+    drop(relay);
 }

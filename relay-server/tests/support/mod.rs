@@ -25,18 +25,21 @@ impl RelayProcess {
     /// Starts a relay on `data` with extra `args`.
     pub fn start(data: &Path, args: &[&str]) -> RelayProcess {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        Self::start_owned(data.to_path_buf(), args)
+        Self::start_owned(data.to_path_buf(), args, "127.0.0.1:0")
     }
 
-    fn start_owned(data: PathBuf, args: Vec<String>) -> RelayProcess {
+    fn start_owned(data: PathBuf, args: Vec<String>, listen: &str) -> RelayProcess {
         let mut child = Command::new(relay_bin())
             .arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .arg("--data")
             .arg(&data)
             .args(&args)
-            .env("NEUROPLEX_LOG", "warn")
+            .env(
+                "NEUROPLEX_LOG",
+                std::env::var("NEUROPLEX_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -89,7 +92,14 @@ impl RelayProcess {
     /// A new relay process on the same data directory and arguments.
     pub fn restart(&self) -> RelayProcess {
         assert!(self.child.is_none(), "stop it first");
-        Self::start_owned(self.data.clone(), self.args.clone())
+        Self::start_owned(self.data.clone(), self.args.clone(), "127.0.0.1:0")
+    }
+
+    /// Like [`RelayProcess::restart`], on the same port (so that clients
+    /// reconnect to it).
+    pub fn restart_same_port(&self) -> RelayProcess {
+        assert!(self.child.is_none(), "stop it first");
+        Self::start_owned(self.data.clone(), self.args.clone(), &self.addr)
     }
 }
 
