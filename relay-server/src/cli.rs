@@ -75,12 +75,12 @@ pub struct TokenArgs {
     #[arg(long, env = "NEUROPLEX_SECRET_FILE")]
     pub secret_file: PathBuf,
     /// The room the token opens.
-    #[arg(long)]
+    #[arg(long, env = "NEUROPLEX_TOKEN_ROOM")]
     pub room: String,
     /// read or write.
-    #[arg(long)]
+    #[arg(long, env = "NEUROPLEX_TOKEN_RIGHTS")]
     pub rights: Rights,
     /// Lifetime: 90s, 15m, 1h, 7d, or seconds.
-    #[arg(long, default_value = "1h")]
+    #[arg(long, env = "NEUROPLEX_TOKEN_TTL", default_value = "1h")]
     pub ttl: String,
 }
