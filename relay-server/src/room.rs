@@ -357,7 +357,15 @@ async fn room_task(rooms: Arc<Rooms>, name: String, mut rx: mpsc::Receiver<Input
             drop_room(&rooms, &name, rx);
             return;
         }
+        let poisoned = batch.poisoned;
         room.flush(batch);
+        if poisoned {
+            // The document may be inconsistent (yrs failed inside an
+            // update): its connections were closed; the next one loads the
+            // room afresh from storage.
+            drop_room(&rooms, &name, rx);
+            return;
+        }
         if shutdown {
             room.close_all(CloseCode::GOING_AWAY, "the relay is shutting down", true);
             drop_room(&rooms, &name, rx);
@@ -875,6 +883,11 @@ impl Room {
     fn close_all(&mut self, code: u16, reason: &str, drain: bool) {
         for (_, c) in std::mem::take(&mut self.conns) {
             c.out.close(code, reason, drain);
+        }
+        // Connections refused during the batch get their own code if it has
+        // not been sent yet (the first close request wins).
+        for (_, out) in self.closing.drain(..) {
+            out.close(code, reason, drain);
         }
     }
 }
