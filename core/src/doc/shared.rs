@@ -102,8 +102,7 @@ impl SharedDoc {
             _ => Causal::default(),
         };
         for d in crdt_deltas {
-            let delta: Causal<DocStore> =
-                codec::decode(d).map_err(|e| DocError::Sync(e.into()))?;
+            let delta: Causal<DocStore> = codec::decode(d).map_err(|e| DocError::Sync(e.into()))?;
             state.join(delta);
         }
         let mut doc = Self {
