@@ -4,49 +4,11 @@ mod support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use neuroplex_core::doc::{Frame, SharedDoc};
-use neuroplex_core::sync::{Atom, apply_in};
+use neuroplex_core::doc::Frame;
 use neuroplex_relay::client::{Client, ClientConfig};
 use neuroplex_relay::token::{self, Rights, Secret};
-use support::{LONG, RelayProcess};
+use support::{LONG, RelayProcess, add_tag, append_text, connected, has_tag, text};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use yrs::{GetString, Text, Transact};
-
-fn has_tag(doc: &SharedDoc, tag: &str) -> bool {
-    doc.crdt()
-        .state()
-        .store()
-        .get(&"k".to_string())
-        .is_some_and(|v| v.set.contains(&Atom::Str(tag.to_string())))
-}
-
-fn add_tag(client: &Client, tag: &str) {
-    let me = client.replica();
-    let path = ["k".to_string()];
-    let tag = Atom::Str(tag.to_string());
-    client.edit(|m, cx| apply_in(m, cx, &path, |v, cx| v.set_add(cx, me, tag)));
-}
-
-fn text(doc: &SharedDoc) -> String {
-    let t = doc.yrs().get_or_insert_text("text");
-    t.get_string(&doc.yrs().transact())
-}
-
-fn append_text(client: &Client, s: &str) {
-    let t = client.read(|d| d.yrs().get_or_insert_text("text"));
-    client.edit_yrs(|txn| {
-        let len = t.len(txn);
-        t.insert(txn, len, s);
-    });
-}
-
-async fn connected(client: &Client) {
-    let mut status = client.status();
-    tokio::time::timeout(LONG, status.wait_for(|s| s.connected))
-        .await
-        .expect("client connects in time")
-        .expect("client alive");
-}
 
 /// The HTTP status a WebSocket upgrade gets (101 if it succeeds).
 async fn upgrade_status(url: &str, bearer: Option<&str>) -> u16 {
@@ -163,15 +125,15 @@ async fn tokens_are_checked_before_the_upgrade_and_read_tokens_cannot_write() {
     assert!(!reader.status().borrow().writable);
 
     // The read-only client syncs down...
-    add_tag(&writer, "from-writer");
+    add_tag(&writer, "k", "from-writer");
     append_text(&writer, "W");
     assert!(
         reader
-            .wait_until(LONG, |d| has_tag(d, "from-writer") && text(d) == "W")
+            .wait_until(LONG, |d| has_tag(d, "k", "from-writer") && text(d) == "W")
             .await
     );
     // ...but its writes are refused with an error frame, and go nowhere.
-    add_tag(&reader, "from-reader");
+    add_tag(&reader, "k", "from-reader");
     let mut st = reader.status();
     tokio::time::timeout(
         LONG,
@@ -187,17 +149,17 @@ async fn tokens_are_checked_before_the_upgrade_and_read_tokens_cannot_write() {
     })
     .await;
     // A later write arrives; the refused ones never do.
-    add_tag(&writer, "later");
-    assert!(writer.wait_until(LONG, |d| has_tag(d, "later")).await);
-    assert!(reader.wait_until(LONG, |d| has_tag(d, "later")).await);
+    add_tag(&writer, "k", "later");
+    assert!(writer.wait_until(LONG, |d| has_tag(d, "k", "later")).await);
+    assert!(reader.wait_until(LONG, |d| has_tag(d, "k", "later")).await);
     let fresh = {
         let mut c = ClientConfig::new(&base, "r1");
         c.token = Some(write.clone());
         Client::start(c)
     };
-    assert!(fresh.wait_until(LONG, |d| has_tag(d, "later")).await);
+    assert!(fresh.wait_until(LONG, |d| has_tag(d, "k", "later")).await);
     for c in [&writer, &fresh] {
-        assert!(c.read(|d| !has_tag(d, "from-reader") && text(d) == "W"));
+        assert!(c.read(|d| !has_tag(d, "k", "from-reader") && text(d) == "W"));
     }
     // The read-only connection stays open.
     assert!(reader.status().borrow().connected);
@@ -282,8 +244,8 @@ async fn serves_wss_with_a_certificate() {
     let a = mk();
     let b = mk();
     connected(&a).await;
-    add_tag(&a, "over-tls");
-    assert!(b.wait_until(LONG, |d| has_tag(d, "over-tls")).await);
+    add_tag(&a, "k", "over-tls");
+    assert!(b.wait_until(LONG, |d| has_tag(d, "k", "over-tls")).await);
     // Plain ws:// is not served on a TLS port.
     let plain =
         tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/sync/secure")).await;

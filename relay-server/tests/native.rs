@@ -6,48 +6,11 @@ mod support;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use neuroplex_core::doc::{CloseCode, Frame, PROTOCOL_VERSION, SharedDoc};
-use neuroplex_core::sync::{Atom, Bytes, apply_in};
+use neuroplex_core::doc::{CloseCode, Frame, PROTOCOL_VERSION};
+use neuroplex_core::sync::Bytes;
 use neuroplex_relay::client::{Client, ClientConfig};
-use support::{LONG, RelayProcess, wait_for};
+use support::{LONG, RelayProcess, add_tag, append_text, connected, has_tag, text, wait_for};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use yrs::{GetString, Text, Transact};
-
-fn add_tag(client: &Client, key: &str, tag: &str) {
-    let me = client.replica();
-    let path = [key.to_string()];
-    let tag = Atom::Str(tag.to_string());
-    client.edit(|m, cx| apply_in(m, cx, &path, |v, cx| v.set_add(cx, me, tag)));
-}
-
-fn has_tag(doc: &SharedDoc, key: &str, tag: &str) -> bool {
-    doc.crdt()
-        .state()
-        .store()
-        .get(&key.to_string())
-        .is_some_and(|v| v.set.contains(&Atom::Str(tag.to_string())))
-}
-
-fn text(doc: &SharedDoc) -> String {
-    let t = doc.yrs().get_or_insert_text("text");
-    t.get_string(&doc.yrs().transact())
-}
-
-fn append_text(client: &Client, s: &str) {
-    let t = client.read(|d| d.yrs().get_or_insert_text("text"));
-    client.edit_yrs(|txn| {
-        let len = t.len(txn);
-        t.insert(txn, len, s);
-    });
-}
-
-async fn connected(client: &Client) {
-    let mut status = client.status();
-    tokio::time::timeout(LONG, status.wait_for(|s| s.connected))
-        .await
-        .expect("client connects in time")
-        .expect("client alive");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_native_clients_converge_on_crdt_and_text() {

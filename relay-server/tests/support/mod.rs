@@ -179,3 +179,52 @@ pub fn metric(body: &str, prefix: &str) -> f64 {
 }
 
 pub const LONG: Duration = Duration::from_secs(60);
+
+// Document helpers shared by the suites: tags in the CRDT set at a key, and
+// the Yjs text named "text".
+
+use neuroplex_core::doc::SharedDoc;
+use neuroplex_core::sync::{Atom, apply_in};
+use neuroplex_relay::client::Client;
+use yrs::{GetString, Text, Transact};
+
+/// Adds `tag` to the set at `key`.
+pub fn add_tag(client: &Client, key: &str, tag: &str) {
+    let me = client.replica();
+    let path = [key.to_string()];
+    let tag = Atom::Str(tag.to_string());
+    client.edit(|m, cx| apply_in(m, cx, &path, |v, cx| v.set_add(cx, me, tag)));
+}
+
+/// Whether the set at `key` holds `tag`.
+pub fn has_tag(doc: &SharedDoc, key: &str, tag: &str) -> bool {
+    doc.crdt()
+        .state()
+        .store()
+        .get(&key.to_string())
+        .is_some_and(|v| v.set.contains(&Atom::Str(tag.to_string())))
+}
+
+/// The Yjs text "text".
+pub fn text(doc: &SharedDoc) -> String {
+    let t = doc.yrs().get_or_insert_text("text");
+    t.get_string(&doc.yrs().transact())
+}
+
+/// Appends `s` to the Yjs text "text".
+pub fn append_text(client: &Client, s: &str) {
+    let t = client.read(|d| d.yrs().get_or_insert_text("text"));
+    client.edit_yrs(|txn| {
+        let len = t.len(txn);
+        t.insert(txn, len, s);
+    });
+}
+
+/// Waits until the client is connected.
+pub async fn connected(client: &Client) {
+    let mut status = client.status();
+    tokio::time::timeout(LONG, status.wait_for(|s| s.connected))
+        .await
+        .expect("client connects in time")
+        .expect("client alive");
+}
