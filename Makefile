@@ -6,9 +6,10 @@ CARGO ?= cargo
 PROPTEST_CASES ?= 256
 export PROPTEST_CASES
 
-.PHONY: test demo setup fmt-check lint nostd unit yjs bench soak fuzz
+.PHONY: test demo setup fmt-check lint nostd unit yjs bench bench-relay soak fuzz \
+	npm npm-test npm-node npm-chromium npm-workerd npm-bench relay-bin web-demo e2e
 
-test: setup fmt-check lint nostd unit yjs
+test: setup fmt-check lint nostd unit yjs npm-test e2e
 	@echo "make test: all suites passed"
 
 setup:
@@ -33,10 +34,53 @@ yjs:
 	$(CARGO) build -p neuroplex-relay
 	cd tests/yjs && NEUROPLEX_RELAY_BIN=$(CURDIR)/target/debug/neuroplex-relay npm test
 
+# The npm package `neuroplex` (wasm/ + npm/): builds it into npm/ with
+# wasm-pack (`npm pack` there gives the tarball).
+npm: setup
+	@scripts/npm-build.sh
+
+relay-bin:
+	$(CARGO) build -p neuroplex-relay
+
+# The package in Node, in Chromium (/usr/bin/chromium via playwright-core)
+# and in workerd, against real relay processes.
+NPM_TEST = cd tests/npm && NEUROPLEX_RELAY_BIN=$(CURDIR)/target/debug/neuroplex-relay node --test --test-concurrency=1
+npm-test: npm-node npm-chromium npm-workerd
+
+npm-node: npm relay-bin
+	$(NPM_TEST) node.test.mjs
+
+npm-chromium: npm relay-bin
+	$(NPM_TEST) chromium.test.mjs
+
+npm-workerd: npm
+	$(NPM_TEST) workerd.test.mjs
+
+# The demo page (web-demo/): type-checks it and bundles it into web-demo/dist.
+web-demo: npm
+	cd web-demo && node build.mjs
+
+# The demo page in Chromium against a real relay: two contexts editing at
+# once, one going offline, a Yjs client on /yjs; screenshots (desktop and
+# phone width) go to target/e2e-artifacts/.
+e2e: web-demo relay-bin
+	cd tests/e2e && NEUROPLEX_RELAY_BIN=$(CURDIR)/target/debug/neuroplex-relay node --test --test-concurrency=1 demo.test.mjs
+
+# The package's .wasm sizes (full and core-only) and the B4 editing trace
+# through neuroplex, yjs, ywasm and loro-crdt (not part of CI).
+npm-bench: npm
+	@scripts/npm-bench.sh
+
 # Criterion benchmarks of the core against the crdts crate (not part of CI).
 bench: setup
 	$(CARGO) bench -p neuroplex-core --bench crdts_comparison
 	@scripts/bench-ratios.sh
+
+# The relay's fan-out, capacity and memory against @hocuspocus/server and the
+# y-websocket reference server, in one run (bench/fanout; docs/BENCHMARKS.md).
+# Needs Node.js 20+; takes about 15 minutes. Not part of CI.
+bench-relay:
+	@bench/fanout/bench-relay.sh
 
 # Long seeded runs of the simulation suites (not part of CI). A failing seed
 # is printed with the command that replays it.
@@ -53,6 +97,7 @@ FUZZ_SECONDS ?= 300
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd core && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s none decode -- -max_total_time=$(FUZZ_SECONDS)
+	cd core && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s none doc -- -max_total_time=$(FUZZ_SECONDS)
 
 # Builds the relay and serves the demo (NEUROPLEX_LISTEN and NEUROPLEX_DATA
 # choose the address and the data directory). Ctrl-C stops it gracefully.

@@ -33,4 +33,38 @@ if [ ! -f "$yjs_dir/node_modules/.package-lock.json" ] || [ "$yjs_dir/package-lo
     echo "setup: installing the Yjs interop test packages (npm ci)"
     (cd "$yjs_dir" && npm ci --no-audit --no-fund)
 fi
+# The npm package (make npm): wasm-pack, the wasm-bindgen CLI of exactly the
+# version wasm/Cargo.toml pins, and the wasm32 target. wasm-opt comes from
+# npm's `binaryen` (npm/package.json): Debian's is too old for rustc's output.
+need_target wasm32-unknown-unknown
+root_dir="$(cd "$(dirname "$0")/.." && pwd)"
+wbg_version="$(sed -n 's/^wasm-bindgen = "=\(.*\)"/\1/p' "$root_dir/wasm/Cargo.toml")"
+if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wbg_version" ]; then
+    echo "setup: installing wasm-bindgen-cli $wbg_version"
+    cargo install wasm-bindgen-cli --version "$wbg_version" --locked --force \
+        || cargo install wasm-bindgen-cli --version "$wbg_version" --force
+fi
+if ! command -v wasm-pack >/dev/null; then
+    echo "setup: installing wasm-pack"
+    cargo install wasm-pack --locked || cargo install wasm-pack
+fi
+# The browser suite drives Debian's Chromium (playwright's own download
+# cannot be fetched here).
+if ! command -v chromium >/dev/null; then
+    echo "setup: installing chromium"
+    apt-get update && apt-get install -y chromium
+fi
+npm_ci() {
+    local dir="$1"
+    if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+        echo "setup: npm ci in ${dir#"$root_dir"/}"
+        (cd "$dir" && npm ci --no-audit --no-fund)
+    fi
+}
+npm_ci "$root_dir/npm"
+npm_ci "$root_dir/tests/npm"
+# The demo page (esbuild, tsc; make web-demo / make demo) and its browser
+# suite (playwright-core, yjs; make e2e).
+npm_ci "$root_dir/web-demo"
+npm_ci "$root_dir/tests/e2e"
 echo "setup: ok"

@@ -77,8 +77,12 @@ pub struct Status {
     pub yrs_sent: u64,
     /// Of those, how many the relay reported durable.
     pub yrs_saved: u64,
-    /// The last error frame or close reason from the relay.
+    /// The last error: an error frame or close from the relay, or a failed
+    /// connection attempt (code 0, or the HTTP status that refused it).
     pub last_error: Option<(u16, String)>,
+    /// How the relay closed the last connection it closed (code, reason);
+    /// unlike `last_error`, later failed attempts to reconnect keep it.
+    pub last_close: Option<(u16, String)>,
     /// The client stopped for good (a 44xx close, or [`Client::close`]).
     pub stopped: bool,
 }
@@ -390,7 +394,10 @@ async fn session(
                         let (code, reason) = frame
                             .map(|f| (u16::from(f.code), f.reason.to_string()))
                             .unwrap_or((1005, String::new()));
-                        shared.status.send_modify(|s| s.last_error = Some((code, reason)));
+                        shared.status.send_modify(|s| {
+                            s.last_error = Some((code, reason.clone()));
+                            s.last_close = Some((code, reason));
+                        });
                         return if (4400..4500).contains(&code) { End::Stop } else { End::Retry };
                     }
                     Some(Ok(_)) => continue,

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod fanout;
 pub mod metrics;
 pub mod outbox;
 pub mod queue;

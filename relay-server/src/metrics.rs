@@ -237,6 +237,19 @@ impl Metrics {
         self.bytes.get_or_create(&labels).inc_by(bytes as u64);
     }
 
+    /// `count` messages of `kind`, `bytes` bytes in all, went in `direction`.
+    pub fn messages(&self, direction: Direction, kind: &'static str, count: u64, bytes: u64) {
+        if count == 0 {
+            return;
+        }
+        let labels = MessageLabels {
+            direction: direction.as_str(),
+            kind,
+        };
+        self.messages.get_or_create(&labels).inc_by(count);
+        self.bytes.get_or_create(&labels).inc_by(bytes);
+    }
+
     /// One CRDT operation `op` was applied (e.g. `"yrs_update"`,
     /// `"delta_join"`).
     pub fn crdt_op(&self, op: &'static str) {

@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes as WsBytes;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use futures_util::SinkExt;
 use futures_util::stream::SplitSink;
@@ -14,7 +15,7 @@ use yrs::sync::{Message as YMessage, SyncMessage};
 use yrs::updates::encoder::Encode;
 
 use crate::metrics::{Endpoint, Metrics};
-use crate::queue::{Outbound, OutboundQueue};
+use crate::queue::{Outbound, OutboundQueue, SharedUpdate};
 
 /// How the connection is to end.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,14 +125,22 @@ impl Outbox {
         self.state.lock().expect("outbox lock").close.clone()
     }
 
-    fn next(&self) -> Next {
+    /// Moves up to `max` queued items into `items` (all at once, so that
+    /// the writer sends them with one flush).
+    fn next(&self, items: &mut Vec<Outbound>, max: usize) -> Next {
         let mut st = self.state.lock().expect("outbox lock");
         match &st.close {
             Some(c) if !c.drain => return Next::Close(c.clone()),
             _ => {}
         }
-        if let Some(item) = st.queue.pop() {
-            return Next::Item(item);
+        while items.len() < max {
+            match st.queue.pop() {
+                Some(item) => items.push(item),
+                None => break,
+            }
+        }
+        if !items.is_empty() {
+            return Next::Items;
         }
         match &st.close {
             Some(c) => Next::Close(c.clone()),
@@ -141,24 +150,34 @@ impl Outbox {
 }
 
 enum Next {
-    Item(Outbound),
+    Items,
     Close(Close),
     Wait,
 }
 
-/// Frames a queued Yjs update for the endpoint.
-fn frame_update(endpoint: Endpoint, update: Vec<u8>) -> Vec<u8> {
+/// Most items a writer sends before one flush.
+const WRITE_BATCH: usize = 64;
+
+/// Frames a queued Yjs update for the endpoint (once per update and
+/// endpoint, however many connections it goes to).
+fn frame_update(endpoint: Endpoint, update: &SharedUpdate) -> WsBytes {
     match endpoint {
-        Endpoint::Yjs => YMessage::Sync(SyncMessage::Update(update)).encode_v1(),
-        Endpoint::Sync => Frame::YrsUpdate {
-            update: Bytes(update),
-        }
-        .encode(),
+        Endpoint::Yjs => update.framed(0, |u| {
+            YMessage::Sync(SyncMessage::Update(u.to_vec())).encode_v1()
+        }),
+        Endpoint::Sync => update.framed(1, |u| {
+            Frame::YrsUpdate {
+                update: Bytes(u.to_vec()),
+            }
+            .encode()
+        }),
     }
 }
 
 /// Drains `outbox` onto `sink` until a close is requested or the socket
-/// fails. A send that takes longer than `max_age` marks a slow consumer.
+/// fails. Whatever is queued when the writer wakes goes out with one flush
+/// (one write for many frames when the writer fell behind). A send that
+/// takes longer than `max_age` marks a slow consumer.
 pub async fn write_loop(
     mut sink: SplitSink<WebSocket, WsMessage>,
     outbox: std::sync::Arc<Outbox>,
@@ -166,8 +185,9 @@ pub async fn write_loop(
     max_age: Duration,
 ) {
     let endpoint = outbox.endpoint;
+    let mut items = Vec::new();
     loop {
-        let bytes = match outbox.next() {
+        match outbox.next(&mut items, WRITE_BATCH) {
             Next::Wait => {
                 outbox.wake.notified().await;
                 continue;
@@ -186,13 +206,23 @@ pub async fn write_loop(
                 .await;
                 return;
             }
-            Next::Item(Outbound::Frame(b)) => b,
-            Next::Item(Outbound::YrsUpdate(u)) => frame_update(endpoint, u),
+            Next::Items => {}
+        }
+        let send = async {
+            for item in items.drain(..) {
+                let bytes = match item {
+                    Outbound::Frame(b) => WsBytes::from(b),
+                    Outbound::YrsUpdate(u) => frame_update(endpoint, &u),
+                };
+                sink.feed(WsMessage::Binary(bytes)).await?;
+            }
+            sink.flush().await
         };
-        match tokio::time::timeout(max_age, sink.send(WsMessage::Binary(bytes.into()))).await {
+        match tokio::time::timeout(max_age, send).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return,
             Err(_) => {
+                items.clear();
                 metrics.rejected("slow_consumer");
                 outbox.close(
                     CloseCode::SLOW_CONSUMER,

@@ -32,14 +32,17 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
 
 /// An item waiting to be sent to one connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outbound {
     /// A raw Yjs update (lib0 v1 encoding); the writer frames it. Queued
     /// updates may be merged into one.
-    YrsUpdate(Vec<u8>),
+    YrsUpdate(SharedUpdate),
     /// An already-encoded frame, sent as it is; never merged or reordered
     /// relative to other frames.
     Frame(Vec<u8>),
@@ -49,8 +52,75 @@ impl Outbound {
     /// The payload size in bytes, as counted against the queue's limit.
     pub fn byte_len(&self) -> usize {
         match self {
-            Outbound::YrsUpdate(b) | Outbound::Frame(b) => b.len(),
+            Outbound::YrsUpdate(u) => u.len(),
+            Outbound::Frame(b) => b.len(),
         }
+    }
+}
+
+/// A Yjs update queued for many connections at once: one allocation shared
+/// by every queue it is in, framed at most once per protocol (the first
+/// writer to send it frames it; the others send the same bytes).
+#[derive(Clone)]
+pub struct SharedUpdate(Arc<SharedInner>);
+
+struct SharedInner {
+    update: Vec<u8>,
+    framed: [OnceLock<Bytes>; 2],
+}
+
+impl SharedUpdate {
+    /// Shares `update`.
+    pub fn new(update: Vec<u8>) -> Self {
+        SharedUpdate(Arc::new(SharedInner {
+            update,
+            framed: [OnceLock::new(), OnceLock::new()],
+        }))
+    }
+
+    /// The update's bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.0.update
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.update.len()
+    }
+
+    /// True for an empty byte string.
+    pub fn is_empty(&self) -> bool {
+        self.0.update.is_empty()
+    }
+
+    /// The update framed for protocol `which` (0 or 1) by `frame`, computed
+    /// by the first caller and shared with the others.
+    pub fn framed(&self, which: usize, frame: impl FnOnce(&[u8]) -> Vec<u8>) -> Bytes {
+        self.0.framed[which]
+            .get_or_init(|| Bytes::from(frame(&self.0.update)))
+            .clone()
+    }
+}
+
+impl From<Vec<u8>> for SharedUpdate {
+    fn from(update: Vec<u8>) -> Self {
+        SharedUpdate::new(update)
+    }
+}
+
+impl PartialEq for SharedUpdate {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for SharedUpdate {}
+
+impl fmt::Debug for SharedUpdate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SharedUpdate")
+            .field(&self.as_slice())
+            .finish()
     }
 }
 
@@ -216,7 +286,7 @@ impl OutboundQueue {
         });
         // Retain keeps order, and nothing before `first` was removed.
         self.items[first] = Entry {
-            item: Outbound::YrsUpdate(merged),
+            item: Outbound::YrsUpdate(merged.into()),
             since,
         };
         self.bytes = self.items.iter().map(|e| e.item.byte_len()).sum();
@@ -284,7 +354,7 @@ mod tests {
         items
             .iter()
             .filter_map(|i| match i {
-                Outbound::YrsUpdate(u) => Some(u.clone()),
+                Outbound::YrsUpdate(u) => Some(u.as_slice().to_vec()),
                 Outbound::Frame(_) => None,
             })
             .collect()
@@ -301,16 +371,36 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_update_is_framed_once_per_protocol() {
+        let u = SharedUpdate::new(vec![1, 2, 3]);
+        let copy = u.clone();
+        let calls = std::cell::Cell::new(0);
+        let frame = |b: &[u8]| {
+            calls.set(calls.get() + 1);
+            [&[9][..], b].concat()
+        };
+        let a = u.framed(0, frame);
+        let b = copy.framed(0, frame);
+        assert_eq!(&a[..], &[9, 1, 2, 3]);
+        assert_eq!(a.as_ptr(), b.as_ptr(), "one buffer for every connection");
+        assert_eq!(calls.get(), 1);
+        u.framed(1, frame);
+        assert_eq!(calls.get(), 2);
+        assert_eq!(u.len(), 3);
+        assert_eq!(Outbound::YrsUpdate(u).byte_len(), 3);
+    }
+
+    #[test]
     fn fifo_below_limits() {
         let t0 = Instant::now();
         let mut q = OutboundQueue::new(1000, Duration::from_secs(10));
         assert!(q.is_empty());
         q.push(Outbound::Frame(vec![1]), t0).unwrap();
-        q.push(Outbound::YrsUpdate(vec![2, 2]), t0).unwrap();
+        q.push(Outbound::YrsUpdate(vec![2, 2].into()), t0).unwrap();
         q.push(Outbound::Frame(vec![3, 3, 3]), t0).unwrap();
         assert_eq!((q.len(), q.bytes()), (3, 6));
         assert_eq!(q.pop(), Some(Outbound::Frame(vec![1])));
-        assert_eq!(q.pop(), Some(Outbound::YrsUpdate(vec![2, 2])));
+        assert_eq!(q.pop(), Some(Outbound::YrsUpdate(vec![2, 2].into())));
         assert_eq!(q.pop(), Some(Outbound::Frame(vec![3, 3, 3])));
         assert_eq!(q.pop(), None);
         assert_eq!((q.len(), q.bytes(), q.merges()), (0, 0, 0));
@@ -328,7 +418,7 @@ mod tests {
         let t0 = Instant::now();
         let mut q = OutboundQueue::new(total * 2 / 3, Duration::from_secs(10));
         for u in &updates {
-            q.push(Outbound::YrsUpdate(u.clone()), t0).unwrap();
+            q.push(Outbound::YrsUpdate(u.clone().into()), t0).unwrap();
         }
         assert!(q.merges() >= 1);
         assert!(q.bytes() < total, "{} !< {total}", q.bytes());
@@ -345,7 +435,7 @@ mod tests {
         // No pressure while pushing, then one explicit merge of everything.
         let mut q = OutboundQueue::new(usize::MAX, Duration::from_secs(10));
         for u in &updates {
-            q.push(Outbound::YrsUpdate(u.clone()), t0).unwrap();
+            q.push(Outbound::YrsUpdate(u.clone().into()), t0).unwrap();
         }
         q.max_bytes = 1;
         q.merge_updates();
@@ -364,7 +454,7 @@ mod tests {
         // The same content twice (as after a client's resend) is over the
         // limit until merging removes the duplicates.
         for u in updates.iter().chain(&updates) {
-            q.push(Outbound::YrsUpdate(u.clone()), t0).unwrap();
+            q.push(Outbound::YrsUpdate(u.clone().into()), t0).unwrap();
         }
         assert!(q.merges() >= 1);
         assert!(q.bytes() <= once);
@@ -389,7 +479,7 @@ mod tests {
             };
             // Awareness-like frames between updates cannot be merged away.
             let pushed = q
-                .push(Outbound::YrsUpdate(u), t0)
+                .push(Outbound::YrsUpdate(u.into()), t0)
                 .and_then(|()| q.push(Outbound::Frame(vec![1; 64]), t0));
             if let Err(e) = pushed {
                 err = Some((i, e));
@@ -450,10 +540,11 @@ mod tests {
         let updates = typing_updates();
         let t0 = Instant::now();
         let mut q = OutboundQueue::new(usize::MAX, Duration::from_secs(5));
-        q.push(Outbound::YrsUpdate(updates[0].clone()), t0).unwrap();
+        q.push(Outbound::YrsUpdate(updates[0].clone().into()), t0)
+            .unwrap();
         for (i, u) in updates[1..4].iter().enumerate() {
             q.push(
-                Outbound::YrsUpdate(u.clone()),
+                Outbound::YrsUpdate(u.clone().into()),
                 t0 + Duration::from_secs(i as u64 + 1),
             )
             .unwrap();
@@ -468,7 +559,7 @@ mod tests {
         // Merging cannot make an old backlog young: still slow at 6 s.
         let e = q
             .push(
-                Outbound::YrsUpdate(updates[4].clone()),
+                Outbound::YrsUpdate(updates[4].clone().into()),
                 t0 + Duration::from_secs(6),
             )
             .unwrap_err();
@@ -488,7 +579,7 @@ mod tests {
         q.push(Outbound::Frame(vec![0xF0, 0]), t0).unwrap();
         frames.push(vec![0xF0, 0]);
         for (i, u) in updates.iter().enumerate() {
-            let _ = q.push(Outbound::YrsUpdate(u.clone()), t0);
+            let _ = q.push(Outbound::YrsUpdate(u.clone().into()), t0);
             let f = vec![0xF1, i as u8];
             let _ = q.push(Outbound::Frame(f.clone()), t0);
             frames.push(f);
@@ -520,15 +611,18 @@ mod tests {
     fn unmergeable_updates_are_kept_as_they_are() {
         let t0 = Instant::now();
         let mut q = OutboundQueue::new(4, Duration::from_secs(10));
-        q.push(Outbound::YrsUpdate(vec![0xFF; 3]), t0).unwrap();
-        let e = q.push(Outbound::YrsUpdate(vec![0xFF; 3]), t0).unwrap_err();
+        q.push(Outbound::YrsUpdate(vec![0xFF; 3].into()), t0)
+            .unwrap();
+        let e = q
+            .push(Outbound::YrsUpdate(vec![0xFF; 3].into()), t0)
+            .unwrap_err();
         assert_eq!(e.queued_bytes, 6);
         assert_eq!(q.merges(), 0);
         assert_eq!(
             drain(&mut q),
             vec![
-                Outbound::YrsUpdate(vec![0xFF; 3]),
-                Outbound::YrsUpdate(vec![0xFF; 3])
+                Outbound::YrsUpdate(vec![0xFF; 3].into()),
+                Outbound::YrsUpdate(vec![0xFF; 3].into())
             ]
         );
     }

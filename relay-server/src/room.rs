@@ -22,6 +22,7 @@ use yrs::sync::{Message as YMessage, SyncMessage};
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 
+use crate::fanout::FanOut;
 use crate::metrics::{Direction, Endpoint, Metrics};
 use crate::outbox::Outbox;
 use crate::queue::Outbound;
@@ -359,6 +360,11 @@ async fn room_task(rooms: Arc<Rooms>, name: String, mut rx: mpsc::Receiver<Input
         }
         let poisoned = batch.poisoned;
         room.flush(batch);
+        if !poisoned {
+            // After the flush: encoding a snapshot must not delay the
+            // batch's replies and forwards.
+            room.maybe_compact();
+        }
         if poisoned {
             // The document may be inconsistent (yrs failed inside an
             // update): its connections were closed; the next one loads the
@@ -774,7 +780,6 @@ impl Room {
         }
         self.log_entries += n;
         self.log_bytes += bytes;
-        self.maybe_compact();
         true
     }
 
@@ -855,29 +860,16 @@ impl Room {
     }
 
     fn fan_out_updates(&self, updates: &[(ConnId, Vec<u8>)], metrics: &Metrics) {
-        let all: Vec<&[u8]> = updates.iter().map(|(_, u)| u.as_slice()).collect();
-        let merged = merge(&all);
-        let origins: BTreeSet<ConnId> = updates.iter().map(|(id, _)| *id).collect();
+        let plan = FanOut::plan(updates);
+        let (mut count, mut bytes) = (0, 0);
         for (id, c) in &self.conns {
-            let update = if origins.contains(id) {
-                // A sender does not need its own updates back.
-                let others: Vec<&[u8]> = updates
-                    .iter()
-                    .filter(|(from, _)| from != id)
-                    .map(|(_, u)| u.as_slice())
-                    .collect();
-                if others.is_empty() {
-                    continue;
-                }
-                merge(&others)
-            } else {
-                merged.clone()
-            };
-            for u in update {
-                metrics.message(Direction::Out, "update", u.len());
-                c.out.push(Outbound::YrsUpdate(u), metrics);
+            for u in plan.for_conn(*id) {
+                count += 1;
+                bytes += u.len() as u64;
+                c.out.push(Outbound::YrsUpdate(u.clone()), metrics);
             }
         }
+        metrics.messages(Direction::Out, "update", count, bytes);
     }
 
     fn close_all(&mut self, code: u16, reason: &str, drain: bool) {
@@ -888,21 +880,6 @@ impl Room {
         // not been sent yet (the first close request wins).
         for (_, out) in self.closing.drain(..) {
             out.close(code, reason, drain);
-        }
-    }
-}
-
-/// The updates merged into one, or (if yrs refuses to merge them, which it
-/// should not for updates it integrated) each on its own: never fewer.
-fn merge(updates: &[&[u8]]) -> Vec<Vec<u8>> {
-    if updates.len() == 1 {
-        return vec![updates[0].to_vec()];
-    }
-    match SharedDoc::merge_yrs_updates(updates) {
-        Ok(m) => vec![m],
-        Err(e) => {
-            tracing::error!(error = %e, "merging validated updates failed; sending them one by one");
-            updates.iter().map(|u| u.to_vec()).collect()
         }
     }
 }

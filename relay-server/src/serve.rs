@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::time::Duration;
 
+use axum_server::accept::NoDelayAcceptor;
 use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
@@ -81,18 +82,23 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     }
     tracing::info!(%addr, tls = tls.is_some(), data = %args.data.display(), "listening");
 
+    // TCP_NODELAY on every connection: a forwarded update is one small
+    // frame, and Nagle's algorithm would hold it back until the previous
+    // one is acknowledged (up to a delayed ACK, 40 ms on Linux).
     let server = {
         let handle = handle.clone();
         tokio::spawn(async move {
             match tls {
                 Some(tls) => {
                     axum_server::from_tcp_rustls(listener, tls)?
+                        .map(|tls| tls.acceptor(NoDelayAcceptor::new()))
                         .handle(handle)
                         .serve(app)
                         .await
                 }
                 None => {
                     axum_server::from_tcp(listener)?
+                        .acceptor(NoDelayAcceptor::new())
                         .handle(handle)
                         .serve(app)
                         .await

@@ -25,6 +25,9 @@ use crate::room::{Input, RoomConfig, Rooms};
 use crate::storage::Storage;
 use crate::token::{self, Rights, Secret, TokenError};
 
+/// Bytes a connection reads from its socket at a time (and keeps allocated).
+const READ_BUFFER_BYTES: usize = 1024;
+
 /// Everything the relay needs to serve, besides the listener.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -160,7 +163,12 @@ impl Relay {
     ) -> Response {
         let max = self.config.room.max_message_bytes;
         let me = self.clone();
-        ws.max_message_size(max)
+        // tungstenite zero-fills its whole read buffer (128 KiB by default)
+        // for every read, so each connection kept that much resident even
+        // when idle. Yjs messages are small; a large one is read in pieces
+        // of this size.
+        ws.read_buffer_size(READ_BUFFER_BYTES)
+            .max_message_size(max)
             .max_frame_size(max)
             .on_upgrade(move |socket| async move { me.run(socket, room, endpoint, rights).await })
     }

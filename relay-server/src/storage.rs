@@ -177,9 +177,10 @@ impl Storage {
         let (tx, rx) = std_mpsc::channel();
         let transactions = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = transactions.clone();
+        let checkpoint_conn = open_connection(&path)?;
         let handle = std::thread::Builder::new()
             .name("neuroplex-storage".into())
-            .spawn(move || writer(conn, rx, counter))
+            .spawn(move || writer(conn, rx, counter, checkpoint_conn))
             .map_err(|e| StorageError(format!("cannot start the writer thread: {e}")))?;
         Ok((
             Storage {
@@ -292,10 +293,55 @@ fn load_blocking(path: &Path, room: &str) -> Result<Stored, StorageError> {
     Ok(Stored { snapshot, entries })
 }
 
+/// Shortest pause between two WAL checkpoints.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Copies the WAL into the database file on its own connection, so that
+/// the writer's commits never wait for a checkpoint (SQLite would otherwise
+/// run one inside whichever commit crossed 1,000 pages: a tail-latency
+/// spike for every update in that group). Runs after a kick, at most every
+/// [`CHECKPOINT_EVERY`]; ends, after a last checkpoint, when the writer
+/// drops its side.
+fn checkpointer(conn: Connection, kicks: std_mpsc::Receiver<()>) {
+    while kicks.recv().is_ok() {
+        // PASSIVE never blocks the writer; a WAL fully copied is reused
+        // from its start by the next commit, so it stays small.
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed; retrying later");
+        }
+        std::thread::sleep(CHECKPOINT_EVERY);
+    }
+    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+}
+
 fn writer(
+    conn: Connection,
+    jobs: std_mpsc::Receiver<Job>,
+    transactions: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    checkpoint_conn: Connection,
+) {
+    let (kick, kicks) = std_mpsc::sync_channel(1);
+    let checkpoints = std::thread::Builder::new()
+        .name("neuroplex-checkpoint".into())
+        .spawn(move || checkpointer(checkpoint_conn, kicks));
+    if let Err(e) = &checkpoints {
+        // Without the thread SQLite's own automatic checkpoints stay on.
+        tracing::warn!(error = %e, "cannot start the checkpoint thread");
+    } else if let Err(e) = conn.pragma_update(None, "wal_autocheckpoint", 0) {
+        tracing::warn!(error = %e, "cannot turn off automatic checkpoints");
+    }
+    write_loop(conn, jobs, transactions, &kick);
+    drop(kick);
+    if let Ok(h) = checkpoints {
+        let _ = h.join();
+    }
+}
+
+fn write_loop(
     mut conn: Connection,
     jobs: std_mpsc::Receiver<Job>,
     transactions: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    kick: &std_mpsc::SyncSender<()>,
 ) {
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
@@ -309,6 +355,8 @@ fn writer(
         let result = commit(&mut conn, &group);
         transactions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::trace!(jobs = group.len(), elapsed = ?started.elapsed(), "group commit");
+        // Full means a checkpoint is already due: nothing to add.
+        let _ = kick.try_send(());
         match result {
             Ok(()) => group.into_iter().for_each(|job| finish(job, Ok(()))),
             // One bad job must not fail its neighbours: retry each alone, so

@@ -84,6 +84,24 @@ impl SharedDoc {
         }
     }
 
+    /// Like [`SharedDoc::new`], with the yrs document's options chosen by
+    /// the caller: its client id (a `yrs::ClientID`, 53 bits), its guid, and
+    /// `offset_kind` — [`yrs::OffsetKind::Utf16`] makes text indices and
+    /// lengths count UTF-16 code units, as Yjs does (the JavaScript
+    /// bindings use it). Offsets only affect local edits and events: the
+    /// update encoding, and so every peer, is the same either way.
+    pub fn with_yrs_options(
+        id: ReplicaId,
+        session: u64,
+        config: Config,
+        options: yrs::Options,
+    ) -> Self {
+        Self {
+            crdt: Replica::new(id, session, config),
+            yrs: yrs::Doc::with_options(options),
+        }
+    }
+
     /// A document restored from its stored state: a snapshot (if any), then
     /// the CRDT deltas and Yjs updates stored after it, in any order.
     pub fn restore<'a>(

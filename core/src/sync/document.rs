@@ -2,6 +2,7 @@
 //! dot-based CRDT kind, nested to any depth.
 
 use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -10,7 +11,10 @@ use serde::{Deserialize, Serialize};
 use crate::clock::{CausalContext, Dot, Hlc, ReplicaId, Timestamp};
 use crate::crdt::{AWSet, Causal, CausalCounter, DotStore, EWFlag, MvRegister, ORMap};
 
-/// A scalar stored in sets and registers.
+/// A JSON-like value stored in sets and registers: compared, ordered and
+/// hashed as a whole (an atom is never edited in place).
+///
+/// Variants are only ever appended: their index is their encoding.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Atom {
     /// No value.
@@ -23,6 +27,92 @@ pub enum Atom {
     Str(String),
     /// Raw bytes.
     Bytes(Vec<u8>),
+    /// A 64-bit float, never NaN. (The JavaScript bindings store integral
+    /// numbers as [`Atom::Int`], so a number has one representation.)
+    Float(Float),
+    /// A list of atoms.
+    List(Vec<Atom>),
+    /// An object: string keys, each once, in order.
+    Object(BTreeMap<String, Atom>),
+}
+
+/// A 64-bit float that is never NaN, with a total order (IEEE 754
+/// `totalOrder`: `-0.0 < 0.0`), so that it can be a set element. Decoding
+/// refuses NaN.
+#[derive(Clone, Copy, Debug)]
+pub struct Float(f64);
+
+impl Float {
+    /// `x`, unless it is NaN.
+    pub fn new(x: f64) -> Option<Float> {
+        (!x.is_nan()).then_some(Float(x))
+    }
+
+    /// The number.
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl PartialEq for Float {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Float {}
+
+impl PartialOrd for Float {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Float {
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+impl core::hash::Hash for Float {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.0.to_bits().hash(state);
+    }
+}
+
+impl Serialize for Float {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Float {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let x = f64::deserialize(d)?;
+        Float::new(x).ok_or_else(|| serde::de::Error::custom("NaN is not a valid float atom"))
+    }
+}
+
+/// The deepest path (names from the root, nested maps included) whose
+/// values every replica can decode: each level of nesting costs the codec
+/// three of its [`MAX_DEPTH`](crate::codec::MAX_DEPTH) levels.
+pub const MAX_PATH_LEN: usize = 4;
+
+/// The most lists and objects nested in one [`Atom`] that every replica can
+/// decode when the atom sits at a path of [`MAX_PATH_LEN`] names. Producers
+/// (the JavaScript bindings) refuse deeper values rather than write state
+/// other replicas would refuse.
+pub const MAX_ATOM_NESTING: usize = 8;
+
+impl Atom {
+    /// How many lists and objects are nested in this atom (0 for a scalar).
+    pub fn nesting(&self) -> usize {
+        match self {
+            Atom::List(xs) => 1 + xs.iter().map(Atom::nesting).max().unwrap_or(0),
+            Atom::Object(m) => 1 + m.values().map(Atom::nesting).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
 }
 
 /// One named value of a document. Every kind sits side by side, so two
@@ -317,4 +407,99 @@ pub fn get_at<'a>(doc: &'a Document, path: &[String]) -> Option<&'a Value> {
         v = v.map.get()?.get(key)?;
     }
     Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec;
+    use alloc::string::ToString;
+    use alloc::vec;
+
+    fn nest(d: usize) -> Atom {
+        let mut a = Atom::Float(Float::new(1.5).unwrap());
+        for i in 0..d {
+            a = if i % 2 == 0 {
+                Atom::List(vec![Atom::Null, a])
+            } else {
+                Atom::Object([("k".to_string(), a)].into_iter().collect())
+            };
+        }
+        a
+    }
+
+    #[test]
+    fn old_variants_keep_their_encoding() {
+        assert_eq!(codec::encode(&Atom::Null).unwrap(), [1, 0]);
+        assert_eq!(codec::encode(&Atom::Int(-2)).unwrap(), [1, 2, 3]);
+        assert_eq!(
+            codec::encode(&Atom::Str("a".into())).unwrap(),
+            [1, 3, 1, b'a']
+        );
+        assert_eq!(codec::encode(&Atom::Bytes(vec![7])).unwrap(), [1, 4, 1, 7]);
+    }
+
+    #[test]
+    fn new_variants_round_trip() {
+        let obj: BTreeMap<String, Atom> = [
+            ("b".to_string(), Atom::Bool(true)),
+            (
+                "a".to_string(),
+                Atom::List(vec![Atom::Int(1), Atom::Str("x".into())]),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        for a in [
+            Atom::Float(Float::new(0.25).unwrap()),
+            Atom::Float(Float::new(-0.0).unwrap()),
+            Atom::Float(Float::new(f64::INFINITY).unwrap()),
+            Atom::List(vec![]),
+            Atom::Object(obj),
+            nest(MAX_ATOM_NESTING),
+        ] {
+            let bytes = codec::encode(&a).unwrap();
+            assert_eq!(codec::decode::<Atom>(&bytes).unwrap(), a);
+        }
+        assert_eq!(
+            codec::encode(&Atom::Float(Float::new(1.0).unwrap())).unwrap(),
+            [1, 5, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f]
+        );
+    }
+
+    #[test]
+    fn nan_is_refused() {
+        assert!(Float::new(f64::NAN).is_none());
+        let mut bytes = vec![1, 5];
+        bytes.extend_from_slice(&f64::NAN.to_le_bytes());
+        assert!(codec::decode::<Atom>(&bytes).is_err());
+    }
+
+    #[test]
+    fn floats_have_a_total_order() {
+        let f = |x: f64| Float::new(x).unwrap();
+        assert!(f(-0.0) < f(0.0));
+        assert!(f(f64::NEG_INFINITY) < f(-1e300));
+        assert_ne!(f(-0.0), f(0.0));
+        assert_eq!(f(2.5), f(2.5));
+    }
+
+    #[test]
+    fn deepest_allowed_values_decode() {
+        let me = ReplicaId::new(3);
+        let path: Vec<String> = (0..MAX_PATH_LEN).map(|i| i.to_string()).collect();
+        let deep = nest(MAX_ATOM_NESTING);
+        assert_eq!(deep.nesting(), MAX_ATOM_NESTING);
+        let mut doc = Document::new();
+        let mut clock = Hlc::new(me);
+        apply_at(&mut doc, &path, |v, cx| {
+            v.lww_write(cx, &mut clock, 1, deep.clone())
+        });
+        apply_at(&mut doc, &path, |v, cx| v.set_add(cx, me, deep.clone()));
+        apply_at(&mut doc, &path, |v, cx| {
+            v.register_write(cx, me, deep.clone())
+        });
+        let bytes = codec::encode(&doc).unwrap();
+        assert_eq!(codec::decode::<Document>(&bytes).unwrap(), doc);
+    }
 }

@@ -14,7 +14,8 @@ mod replica;
 pub mod sim_node;
 
 pub use document::{
-    Atom, Document, Nested, Value, apply_at, apply_in, get_at, remove_at, remove_in,
+    Atom, Document, Float, MAX_ATOM_NESTING, MAX_PATH_LEN, Nested, Value, apply_at, apply_in,
+    get_at, remove_at, remove_in,
 };
 pub use message::{Bytes, Config, Message, Payload, SyncError};
 pub use replica::{Outgoing, PeerId, PeerStatus, Replica};
