@@ -327,6 +327,9 @@ async fn room_task(rooms: Arc<Rooms>, name: String, mut rx: mpsc::Receiver<Input
             {
                 Ok(n) => n,
                 Err(_) => {
+                    // An idle room leaves a snapshot behind, so that its next
+                    // load reads one row instead of the whole log.
+                    room.compact_now().await;
                     if rooms.unload_if_idle(&name, &rx) {
                         tracing::debug!(room = %name, "room unloaded (idle)");
                         return;
@@ -781,6 +784,20 @@ impl Room {
         self.log_entries += n;
         self.log_bytes += bytes;
         true
+    }
+
+    /// Replaces whatever log there is by a snapshot, and waits for it.
+    async fn compact_now(&mut self) {
+        if self.log_entries == 0 {
+            return;
+        }
+        let upto = self.next_seq - 1;
+        let snapshot = self.doc.snapshot();
+        self.log_entries = 0;
+        self.log_bytes = 0;
+        if let Err(e) = self.rooms.storage.compact(&self.name, upto, snapshot).await {
+            tracing::warn!(room = %self.name, error = %e, "compaction failed; the log stays");
+        }
     }
 
     /// Replaces the log by a snapshot in the background once it is long.

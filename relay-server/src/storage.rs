@@ -404,10 +404,14 @@ fn commit(conn: &mut Connection, group: &[Job]) -> Result<(), rusqlite::Error> {
                     snapshot,
                     ..
                 } => {
+                    // Two compactions of a room may be queued in either
+                    // order: an older snapshot never replaces a newer one
+                    // (the log it would need is already gone).
                     tx.execute(
                         "INSERT INTO snapshots (room, seq, crdt, yrs) VALUES (?1, ?2, ?3, ?4)
                          ON CONFLICT (room) DO UPDATE SET seq = excluded.seq,
-                             crdt = excluded.crdt, yrs = excluded.yrs",
+                             crdt = excluded.crdt, yrs = excluded.yrs
+                         WHERE excluded.seq > snapshots.seq",
                         params![room, *upto as i64, snapshot.crdt, snapshot.yrs],
                     )?;
                     tx.execute(
@@ -461,6 +465,30 @@ mod tests {
         assert_eq!(a.last_seq(), 3);
         assert_eq!(s.load("b").await.unwrap().entries[0].data, b"z");
         assert_eq!(s.load("c").await.unwrap().last_seq(), 0);
+        drop(s);
+        guard.join();
+    }
+
+    #[tokio::test]
+    async fn an_older_snapshot_never_replaces_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, guard) = Storage::open(dir.path()).unwrap();
+        let entries = (1..=4).map(|i| entry(i, &[i as u8])).collect();
+        s.append("a", entries).await.unwrap();
+        let newer = Snapshot {
+            crdt: vec![3],
+            yrs: vec![3],
+        };
+        let older = Snapshot {
+            crdt: vec![2],
+            yrs: vec![2],
+        };
+        s.compact("a", 3, newer.clone()).await.unwrap();
+        s.compact("a", 2, older).await.unwrap();
+        let a = s.load("a").await.unwrap();
+        assert_eq!(a.snapshot, Some((3, newer)));
+        let seqs: Vec<u64> = a.entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [4]);
         drop(s);
         guard.join();
     }
