@@ -16,6 +16,11 @@
 //! for real; a broadcast's bytes are shared, not copied). Persistence
 //! records are built but not written anywhere. Timers never fire except
 //! the primary's batch timer, when nothing else is left to do.
+//!
+//! Knobs: `PBFT_BENCH_ONLY=mac:100` runs one configuration;
+//! `PBFT_BENCH_PRIMITIVES=1` prints the primitive timings; for profiling,
+//! `PBFT_BENCH_OPS=<n>` submits exactly n requests and ignores the clock,
+//! and `PBFT_BENCH_NO_PRIMITIVES=1` skips timing the primitives.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -24,7 +29,7 @@ use std::time::{Duration, Instant};
 use neuroplex_core::bft::auth::{MacKey, ReplicaKeys};
 use neuroplex_core::bft::{
     Authenticator, Client, ClientEvent, Config, Dealer, Digest, Event, Executed, Input, Replica,
-    Step, Target, TimerCmd, TimerId,
+    Results, Step, Target, TimerCmd, TimerId,
 };
 
 const N: usize = 4;
@@ -32,14 +37,35 @@ const OP_BYTES: usize = 64;
 /// How long each configuration keeps submitting.
 const RUN_FOR: Duration = Duration::from_millis(1500);
 
+/// With a fixed amount of work (`PBFT_BENCH_OPS`), the clock does not stop
+/// the run: instruction counts (callgrind) are then reproducible.
+fn time_up(b_limit: u64, start: Instant) -> bool {
+    b_limit == u64::MAX && start.elapsed() >= RUN_FOR
+}
+
 #[derive(Clone, Copy)]
 enum Dest {
     Replica(usize),
     Client(usize),
 }
 
+/// A message's bytes: a broadcast's copies share one buffer.
+enum Payload {
+    One(Vec<u8>),
+    Shared(Arc<Vec<u8>>),
+}
+
+impl Payload {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Payload::One(b) => b,
+            Payload::Shared(b) => b,
+        }
+    }
+}
+
 struct Net {
-    queue: VecDeque<(u64, Dest, Arc<Vec<u8>>)>,
+    queue: VecDeque<(u64, Dest, Payload)>,
     messages: u64,
 }
 
@@ -52,22 +78,29 @@ impl Net {
         bytes: Vec<u8>,
         clients: &[u64],
     ) {
-        let bytes = Arc::new(bytes);
         match to {
-            Target::Replica(i) => self
-                .queue
-                .push_back((from, Dest::Replica(i as usize), bytes)),
+            Target::Replica(i) => {
+                self.queue
+                    .push_back((from, Dest::Replica(i as usize), Payload::One(bytes)))
+            }
             Target::AllReplicas => {
+                let bytes = Arc::new(bytes);
                 for i in 0..N {
                     if Some(i) != from_replica {
-                        self.queue
-                            .push_back((from, Dest::Replica(i), bytes.clone()));
+                        self.queue.push_back((
+                            from,
+                            Dest::Replica(i),
+                            Payload::Shared(bytes.clone()),
+                        ));
                     }
                 }
             }
             Target::Client(c) => {
-                if let Some(k) = clients.iter().position(|x| *x == c) {
-                    self.queue.push_back((from, Dest::Client(k), bytes));
+                // Client ids are 1..=clients (see `run`).
+                let k = (c as usize).wrapping_sub(1);
+                if clients.get(k) == Some(&c) {
+                    self.queue
+                        .push_back((from, Dest::Client(k), Payload::One(bytes)));
                 }
             }
         }
@@ -90,7 +123,11 @@ struct Bench<A: Authenticator> {
     net: Net,
     completed: u64,
     submitting: bool,
-    op: Vec<u8>,
+    /// Requests submitted so far, and the most to submit (for profiling
+    /// with a fixed amount of work: `PBFT_BENCH_OPS`).
+    submitted: u64,
+    limit: u64,
+    op: Arc<[u8]>,
 }
 
 impl<A: Authenticator> Bench<A> {
@@ -115,14 +152,12 @@ impl<A: Authenticator> Bench<A> {
             for e in step.events {
                 if let Event::Execute(ex) = e {
                     let app = &mut self.apps[i];
-                    let results = ex
-                        .requests()
-                        .map(|r| {
-                            app.count += 1;
-                            app.hash = app.hash.rotate_left(5) ^ r.op.len() as u64 ^ app.count;
-                            app.count.to_le_bytes().to_vec()
-                        })
-                        .collect();
+                    let mut results = Results::with_capacity(ex.fresh.len(), 8 * ex.fresh.len());
+                    for r in ex.requests() {
+                        app.count += 1;
+                        app.hash = app.hash.rotate_left(5) ^ r.op.len() as u64 ^ app.count;
+                        results.push(&app.count.to_le_bytes());
+                    }
                     let state = ex.checkpoint.then(|| {
                         let snap = [app.count.to_le_bytes(), app.hash.to_le_bytes()].concat();
                         (Digest::of(b"bench-app", &[&snap]), snap)
@@ -142,14 +177,24 @@ impl<A: Authenticator> Bench<A> {
 
     fn submit(&mut self, k: usize) {
         while self.submitting {
-            match self.clients[k].submit(self.op.clone()) {
+            if self.submitted >= self.limit {
+                self.submitting = false;
+                break;
+            }
+            self.submitted += 1;
+            // A fresh operation buffer per request, as an application
+            // would hand over.
+            match self.clients[k].submit(Arc::<[u8]>::from(&self.op[..])) {
                 Ok((_, step)) => {
                     for o in step.send {
                         self.net
                             .push(100 + k as u64, None, o.to, o.bytes, &self.client_ids);
                     }
                 }
-                Err(_) => break,
+                Err(_) => {
+                    self.submitted -= 1;
+                    break;
+                }
             }
         }
     }
@@ -210,7 +255,12 @@ fn run<A: Authenticator>(batch: usize, make: impl Fn(&ReplicaKeys, &Config) -> A
         },
         completed: 0,
         submitting: true,
-        op: vec![0xAB; OP_BYTES],
+        submitted: 0,
+        limit: std::env::var("PBFT_BENCH_OPS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(u64::MAX),
+        op: Arc::from(&[0xAB; OP_BYTES][..]),
     };
     let start = Instant::now();
     for k in 0..nclients {
@@ -219,9 +269,9 @@ fn run<A: Authenticator>(batch: usize, make: impl Fn(&ReplicaKeys, &Config) -> A
     let mut checks = 0u32;
     loop {
         while let Some((from, to, bytes)) = b.net.queue.pop_front() {
-            b.deliver(from, to, &bytes);
+            b.deliver(from, to, bytes.bytes());
             checks += 1;
-            if checks % 256 == 0 && b.submitting && start.elapsed() >= RUN_FOR {
+            if checks % 256 == 0 && b.submitting && time_up(b.limit, start) {
                 b.submitting = false;
             }
         }
@@ -236,7 +286,7 @@ fn run<A: Authenticator>(batch: usize, make: impl Fn(&ReplicaKeys, &Config) -> A
         }
         if !fired {
             if b.submitting {
-                b.submitting = start.elapsed() < RUN_FOR;
+                b.submitting = !time_up(b.limit, start);
                 for k in 0..nclients {
                     b.submit(k);
                 }
@@ -292,19 +342,27 @@ fn main() {
         .replica(1, &[])
         .ed25519(&config)
         .expect("valid config");
+    // PBFT_BENCH_NO_PRIMITIVES skips timing them (for profiling the
+    // protocol alone; efficiency then prints as NaN).
+    let skip = std::env::var_os("PBFT_BENCH_NO_PRIMITIVES").is_some();
     let mut sink = 0u64;
-    let t_sign = time_per(|i| {
-        let mut p = payload;
-        p[0] = i as u8;
-        sink ^= matches!(ed.seal(&p), neuroplex_core::bft::auth::Auth::Signature(_)) as u64;
-    });
-    let t_verify = time_per(|_| sink ^= ed1.verify(0, &payload, &sig) as u64);
-    let key = MacKey::new(&[3; 32]);
-    let t_mac = time_per(|i| {
-        let mut p = payload;
-        p[0] = i as u8;
-        sink ^= key.tag(&p)[0] as u64;
-    });
+    let (t_sign, t_verify, t_mac) = if skip {
+        (f64::NAN, f64::NAN, f64::NAN)
+    } else {
+        let t_sign = time_per(|i| {
+            let mut p = payload;
+            p[0] = i as u8;
+            sink ^= matches!(ed.seal(&p), neuroplex_core::bft::auth::Auth::Signature(_)) as u64;
+        });
+        let t_verify = time_per(|_| sink ^= ed1.verify(0, &payload, &sig) as u64);
+        let key = MacKey::new(&[3; 32]);
+        let t_mac = time_per(|i| {
+            let mut p = payload;
+            p[0] = i as u8;
+            sink ^= key.tag(&p)[0] as u64;
+        });
+        (t_sign, t_verify, t_mac)
+    };
     std::hint::black_box(sink);
     if std::env::var_os("PBFT_BENCH_PRIMITIVES").is_some() {
         eprintln!(

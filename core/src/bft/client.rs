@@ -5,12 +5,15 @@
 //!
 //! Sans-IO like the replica: `submit` and `handle` return a [`ClientStep`].
 
-use alloc::collections::BTreeMap;
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use super::auth::{ClientKeys, ClientMacs};
 use super::clients::CLIENT_WINDOW;
-use super::message::{AuthRequest, Message, MessageKind, Reply, Request};
+use super::message::{
+    AuthRequest, Message, MessageKind, Reply, ReplyView, Request, decode_reply_view,
+};
 use super::step::{Fault, Link, Outgoing, Target, TimerCmd, TimerId};
 use super::{ClientId, Config, ReplicaIndex, View};
 
@@ -53,14 +56,17 @@ pub struct ClientStep {
     pub timers: Vec<TimerCmd>,
     /// Completed requests.
     pub events: Vec<ClientEvent>,
-    /// Replies with a bad MAC.
+    /// Replies with a bad MAC (replies to nothing outstanding are dropped
+    /// unchecked).
     pub faults: Vec<Fault>,
 }
 
 struct Outstanding {
-    bytes: Vec<u8>,
-    /// Each replica's answer (results are compared as bytes).
-    votes: BTreeMap<ReplicaIndex, Vec<u8>>,
+    /// The request, to resend (encoded again: retries are rare).
+    request: AuthRequest,
+    /// Each replica's answer, at most one each (results are compared as
+    /// bytes; short ones are held inline).
+    votes: smallvec::SmallVec<[(ReplicaIndex, smallvec::SmallVec<[u8; 16]>); 4]>,
 }
 
 /// The client has [`CLIENT_WINDOW`] requests outstanding already.
@@ -76,7 +82,13 @@ pub struct Client {
     view: View,
     next_ts: u64,
     retry: u64,
-    outstanding: BTreeMap<u64, Outstanding>,
+    /// Requests by timestamp: slot i is timestamp `first + i` (`None`
+    /// once completed); the front is always outstanding.
+    outstanding: VecDeque<Option<Outstanding>>,
+    /// The timestamp of `outstanding[0]`.
+    first: u64,
+    /// Number of `Some` slots.
+    open: usize,
 }
 
 impl Client {
@@ -90,7 +102,9 @@ impl Client {
             view: 0,
             next_ts: 1,
             retry: retry.max(1),
-            outstanding: BTreeMap::new(),
+            outstanding: VecDeque::new(),
+            first: 1,
+            open: 0,
         }
     }
 
@@ -101,42 +115,42 @@ impl Client {
 
     /// Number of requests not yet completed.
     pub fn outstanding(&self) -> usize {
-        self.outstanding.len()
+        self.open
     }
 
     /// Submits `op`; returns its timestamp. Refused while the oldest
     /// outstanding request is [`CLIENT_WINDOW`] timestamps behind.
-    pub fn submit(&mut self, op: Vec<u8>) -> Result<(u64, ClientStep), Busy> {
+    pub fn submit(&mut self, op: impl Into<Arc<[u8]>>) -> Result<(u64, ClientStep), Busy> {
         let ts = self.next_ts;
-        if let Some((&oldest, _)) = self.outstanding.first_key_value()
-            && ts >= oldest + CLIENT_WINDOW
-        {
+        if self.open > 0 && ts >= self.first + CLIENT_WINDOW {
             return Err(Busy);
         }
         self.next_ts += 1;
         let request = Request {
             client: self.id,
             timestamp: ts,
-            op,
+            op: op.into(),
         };
         let macs = self.macs.tags(&request.digest().0);
-        let bytes = Message::Request(AuthRequest { request, macs }).encode();
+        let request = AuthRequest { request, macs };
         let mut out = ClientStep::default();
         out.send.push(Outgoing {
             to: Target::Replica((self.view % self.n as u64) as ReplicaIndex),
-            bytes: bytes.clone(),
+            bytes: Message::encode_request(&request),
         });
         out.timers.push(TimerCmd::Set {
             id: TimerId::Client(ts),
             after: self.retry,
         });
-        self.outstanding.insert(
-            ts,
-            Outstanding {
-                bytes,
-                votes: BTreeMap::new(),
-            },
-        );
+        if self.open == 0 {
+            self.outstanding.clear();
+            self.first = ts;
+        }
+        self.outstanding.push_back(Some(Outstanding {
+            request,
+            votes: smallvec::SmallVec::new(),
+        }));
+        self.open += 1;
         Ok((ts, out))
     }
 
@@ -144,10 +158,13 @@ impl Client {
     /// copy).
     pub fn handle_message(&mut self, link: Link, bytes: &[u8]) -> ClientStep {
         let mut out = ClientStep::default();
-        match Message::decode(bytes) {
-            Ok(Message::Reply(r)) => self.on_reply(link, r, &mut out),
-            Ok(_) => {}
-            Err(error) => out.faults.push(Fault::Malformed { link, error }),
+        if let Some(r) = decode_reply_view(bytes) {
+            self.on_reply(link, r, &mut out);
+            return out;
+        }
+        // Not a well-formed reply: malformed, or another message (ignored).
+        if let Err(error) = Message::decode(bytes) {
+            out.faults.push(Fault::Malformed { link, error });
         }
         out
     }
@@ -157,12 +174,12 @@ impl Client {
         let mut out = ClientStep::default();
         match input {
             ClientInput::Timer(TimerId::Client(ts)) => {
-                if let Some(o) = self.outstanding.get(&ts) {
+                if let Some(o) = self.slot(ts).and_then(Option::as_ref) {
                     // No answer yet: maybe the primary is faulty or the
                     // message was lost. Tell everyone.
                     out.send.push(Outgoing {
                         to: Target::AllReplicas,
-                        bytes: o.bytes.clone(),
+                        bytes: Message::encode_request(&o.request),
                     });
                     out.timers.push(TimerCmd::Set {
                         id: TimerId::Client(ts),
@@ -176,13 +193,28 @@ impl Client {
         out
     }
 
-    fn on_reply(&mut self, link: Link, r: Reply, out: &mut ClientStep) {
-        let payload = Reply::payload(r.view, r.client, r.timestamp, r.replica, &r.result);
-        let ok = r.client == self.id
-            && self
-                .macs
-                .key(r.replica as usize)
-                .is_some_and(|k| k.check(&payload, &r.mac));
+    fn slot(&self, ts: u64) -> Option<&Option<Outstanding>> {
+        let i = usize::try_from(ts.checked_sub(self.first)?).ok()?;
+        self.outstanding.get(i)
+    }
+
+    fn slot_mut(&mut self, ts: u64) -> Option<&mut Option<Outstanding>> {
+        let i = usize::try_from(ts.checked_sub(self.first)?).ok()?;
+        self.outstanding.get_mut(i)
+    }
+
+    fn on_reply(&mut self, link: Link, r: ReplyView<'_>, out: &mut ClientStep) {
+        // A reply to nothing outstanding (most often one of the n - f - 1
+        // that arrive after the request completed) is dropped unread: it
+        // could change nothing, so it is not worth a MAC check.
+        if r.client != self.id || !matches!(self.slot(r.timestamp), Some(Some(_))) {
+            return;
+        }
+        let header = Reply::header(r.view, r.client, r.timestamp, r.replica);
+        let ok = self
+            .macs
+            .key(r.replica as usize)
+            .is_some_and(|k| k.check_parts(&[&header, r.result], &r.mac));
         if !ok {
             out.faults.push(Fault::BadAuth {
                 link,
@@ -190,7 +222,8 @@ impl Client {
             });
             return;
         }
-        let Some(o) = self.outstanding.get_mut(&r.timestamp) else {
+        let (n, f) = (self.n, self.f);
+        let Some(Some(o)) = self.slot_mut(r.timestamp) else {
             return;
         };
         // This reply, plus the matching ones from other replicas (a
@@ -198,19 +231,28 @@ impl Client {
         let agree = 1 + o
             .votes
             .iter()
-            .filter(|(k, x)| **k != r.replica && **x == r.result)
+            .filter(|(k, x)| *k != r.replica && x[..] == *r.result)
             .count();
-        if agree > self.f {
-            self.outstanding.remove(&r.timestamp);
+        if agree > f {
+            if let Some(slot) = self.slot_mut(r.timestamp) {
+                *slot = None;
+            }
+            self.open -= 1;
+            while let Some(None) = self.outstanding.front() {
+                self.outstanding.pop_front();
+                self.first += 1;
+            }
             self.view = self.view.max(r.view);
             out.timers
                 .push(TimerCmd::Cancel(TimerId::Client(r.timestamp)));
             out.events.push(ClientEvent::Completed(Completed {
                 timestamp: r.timestamp,
-                result: r.result,
+                result: r.result.to_vec(),
             }));
-        } else {
-            o.votes.insert(r.replica, r.result);
+        } else if let Some(v) = o.votes.iter_mut().find(|v| v.0 == r.replica) {
+            v.1 = r.result.into();
+        } else if o.votes.len() < n {
+            o.votes.push((r.replica, r.result.into()));
         }
     }
 }

@@ -16,7 +16,9 @@ use super::{Digest, ReplicaIndex, Seq, View};
 
 /// Most distinct batches remembered as pre-prepared at one sequence number
 /// (one per view at most; older ones are forgotten first, never the one
-/// that prepared).
+/// that prepared). Safety never depends on Q — fewer entries only make A2
+/// harder — but forgetting can cost liveness in contrived schedules (see
+/// the PBFT part of docs/ARCHITECTURE.md).
 pub const Q_CAP: usize = 4;
 
 /// The pre-prepare accepted for the slot's latest view.

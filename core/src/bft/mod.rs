@@ -40,6 +40,7 @@ pub mod proof;
 mod replica;
 pub mod step;
 pub mod view_change;
+mod wire;
 
 pub use auth::{Authenticator, ClientKeys, Dealer, Ed25519Auth, MacAuth, ReplicaKeys};
 pub use client::{Client, ClientEvent, ClientInput, ClientStep, Completed};
@@ -48,7 +49,7 @@ pub use digest::{Digest, Hasher};
 pub use message::{Batch, Message, Request};
 pub use persist::Record;
 pub use proof::{Evidence, Proof, ProofError};
-pub use replica::{Executed, Input, MAX_FUTURE, Replica, UsageError};
+pub use replica::{Executed, Input, MAX_FUTURE, Replica, Results, UsageError};
 pub use step::{Event, Execute, Fault, Link, Outgoing, Step, Target, TimerCmd, TimerId};
 
 /// A view number (the primary of view v is replica v mod n).

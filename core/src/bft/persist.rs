@@ -3,8 +3,10 @@
 //!
 //! A replica persists what it has promised — its view, the pre-prepares it
 //! accepted (a prepare promises not to accept another batch at that view and
-//! sequence number), what prepared (a commit promises it), its checkpoints —
-//! before the messages carrying those promises leave. Restarting from the
+//! sequence number), what prepared (a commit promises it), its checkpoints,
+//! the low watermark a new view chose (its prepares in that view promise
+//! nothing below it is reopened) — before the messages carrying those
+//! promises leave. Restarting from the
 //! journal is therefore not a fault; restarting without it is, and counts
 //! toward f.
 //!
@@ -63,6 +65,16 @@ pub enum Record {
     },
     /// This replica computed a checkpoint.
     Checkpoint(Arc<CheckpointData>),
+    /// A new view chose the checkpoint (`seq`, `digest`), whose state this
+    /// replica does not hold, as its low watermark: nothing at or below
+    /// `seq` may be accepted again, and the state is fetched (a later
+    /// [`Record::Stable`] at `seq` supersedes this one).
+    Chosen {
+        /// The checkpoint's sequence number.
+        seq: Seq,
+        /// Its digest.
+        digest: Digest,
+    },
     /// The checkpoint at `data.seq` is this replica's low watermark
     /// (certified by `proof`, or chosen by a new view if `proof` is short).
     Stable {
@@ -83,7 +95,8 @@ impl Record {
             Record::View { .. } => None,
             Record::Accepted { seq, .. }
             | Record::Prepared { seq, .. }
-            | Record::Committed { seq, .. } => Some(*seq),
+            | Record::Committed { seq, .. }
+            | Record::Chosen { seq, .. } => Some(*seq),
             Record::Checkpoint(d) => Some(d.seq),
             Record::Stable { data, .. } => Some(data.seq),
         }

@@ -4,24 +4,45 @@
 //!
 //! This is the decision procedure of Castro & Liskov (TOCS 2002, §4.5),
 //! which needs no transferable prepared certificates (so it works with MAC
-//! authenticators): a view-change message carries its sender's P set (what
-//! prepared there, in which view) and Q set (what pre-prepared there), and
-//! a batch d at n in view v is chosen only if
-//!  - A1: 2f+1 messages in S have low < n and, at n, no P entry or one
+//! authenticators): a view-change message carries its sender's low
+//! watermark h, C (checkpoints it computed), P (per sequence number, what
+//! prepared there in the highest view) and Q (what pre-prepared there, the
+//! latest view per digest). The checkpoint is the highest (n, d) that f+1
+//! messages list in C (so a correct replica computed it) while 2f+1 have
+//! h ≤ n. Above it, a batch d prepared at n in view v (a P entry of any
+//! message) is chosen only if
+//!  - A1: 2f+1 messages in S have h < n and, at n, no P entry or one
 //!    from an earlier view or for d in view v, and
 //!  - A2: f+1 messages in S have d pre-prepared at n in a view ≥ v, and
 //!  - A3: some message in S supplies the batch for d;
 //!
-//! and the null batch is chosen only if (B) 2f+1 messages have low < n and
-//! no P entry at n. A batch that committed in any earlier view prepared at
-//! f+1 correct replicas, so B can never hold for it and no other batch can
-//! satisfy A1 and A2 — that is the safety argument, and why the checks are
-//! quorum counts rather than trust in any single sender.
+//! candidates are tried highest view first; failing all, the null batch is
+//! chosen only if (B) 2f+1 messages have h < n and no P entry at n;
+//! failing that, the decision waits for more messages (`None`).
 //!
-//! The checkpoint is the highest (n, d) that f+1 messages list in C (so a
-//! correct replica computed it) while 2f+1 have low ≤ n. The decision is a
-//! pure function of S, so every replica recomputes it from the new-view
-//! message instead of trusting the primary's.
+//! Why nothing committed is lost: a batch d committed at n had f+1 correct
+//! replicas prepare it (the first commit certificate for n holds them);
+//! each keeps a P entry for d at n (from that view or a later one) until
+//! its own low watermark passes n. Only 2f replicas are outside those f+1,
+//! so B (2f+1 messages with h < n and no entry) fails at n, and of the
+//! 2f+1 messages A1 needs for another batch d', one comes from them, with
+//! h < n and an entry (w, d): A1 then needs v' > w. A2 for (v', d') needs
+//! a correct replica that pre-prepared d' at n in a view ≥ v' — which
+//! by induction over views never happens, since a correct replica accepts
+//! at n in a later view only what that view's decision chose there (or
+//! nothing, once n is at or below its low watermark, which it persists);
+//! a decision never leaves such an n free, as the same counting puts one
+//! of those P entries in S or the checkpoint at or above n.
+//! Messages with h ≥ n count in neither A1 nor B: their sender collected n,
+//! so a missing P entry there says nothing.
+//!
+//! The paper decides every n up to h + L; this stops at the highest P entry
+//! (OSDI's max-s) with the same outcome: above it B holds for every n,
+//! since the 2f+1 messages with h' ≤ h < n have no entry there, so nothing
+//! there can have committed and the new primary may use those numbers
+//! afresh. The decision is a pure function of S, so every replica
+//! recomputes it from the new-view message instead of trusting the
+//! primary's.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -67,6 +88,12 @@ pub fn validate(vc: &ViewChange, window: Seq, interval: Seq) -> Result<(), &'sta
         || vc.preprepared.iter().any(|q| q.0 <= vc.low || q.0 > high)
     {
         return Err("Q not sorted or outside the window");
+    }
+    // Everything the sender knows is from views before the one it moves
+    // to; an entry from that view or later is a lie that could only block
+    // rule A1 for a batch that really prepared.
+    if vc.prepared.iter().any(|p| p.1 >= vc.view) || vc.preprepared.iter().any(|q| q.1 >= vc.view) {
+        return Err("P or Q entry not from an earlier view");
     }
     let mut per_seq: BTreeMap<Seq, usize> = BTreeMap::new();
     for q in &vc.preprepared {
@@ -189,9 +216,9 @@ mod tests {
                 request: Request {
                     client: 1,
                     timestamp: u64::from(tag),
-                    op: vec![tag],
+                    op: alloc::sync::Arc::from(&[tag][..]),
                 },
-                macs: vec![],
+                macs: Default::default(),
             }],
         }
     }
@@ -201,7 +228,7 @@ mod tests {
         let mut pre: Vec<_> = q.iter().map(|(s, v, b)| (*s, *v, b.digest())).collect();
         pre.sort_by_key(|x| (x.0, x.2));
         ViewChange {
-            view: 1,
+            view: 10,
             low: 0,
             checkpoints: vec![(0, g)],
             prepared: prepared
@@ -254,5 +281,14 @@ mod tests {
         assert!(validate(&v, 64, 16).is_err());
         v.prepared = vec![(65, 0, d.digest())];
         assert!(validate(&v, 64, 16).is_err());
+        // Entries from the view being moved to, or later, are lies.
+        v.prepared = vec![(1, 10, d.digest())];
+        assert!(validate(&v, 64, 16).is_err());
+        v.prepared = vec![];
+        v.preprepared = vec![(1, 11, d.digest())];
+        assert!(validate(&v, 64, 16).is_err());
+        v.preprepared = vec![(1, 9, d.digest())];
+        v.batches = vec![];
+        assert!(validate(&v, 64, 16).is_ok());
     }
 }

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod byzantine;
+pub mod cluster;
 pub mod journal;
 pub mod observer;
 

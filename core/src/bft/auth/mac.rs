@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use super::{Auth, Authenticator, Tag, ct_eq};
+use super::{Auth, Authenticator, Tag, Tags, ct_eq};
 use crate::bft::ReplicaIndex;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -27,8 +27,15 @@ impl MacKey {
 
     /// The tag of `payload`.
     pub fn tag(&self, payload: &[u8]) -> Tag {
+        self.tag_parts(&[payload])
+    }
+
+    /// The tag of the concatenation of `parts` (without concatenating).
+    pub fn tag_parts(&self, parts: &[&[u8]]) -> Tag {
         let mut m = self.0.clone();
-        m.update(payload);
+        for p in parts {
+            m.update(p);
+        }
         let out = m.finalize().into_bytes();
         let mut tag = [0; 16];
         tag.copy_from_slice(&out[..16]);
@@ -38,6 +45,11 @@ impl MacKey {
     /// True if `tag` is the tag of `payload`.
     pub fn check(&self, payload: &[u8], tag: &Tag) -> bool {
         ct_eq(&self.tag(payload), tag)
+    }
+
+    /// True if `tag` is the tag of the concatenation of `parts`.
+    pub fn check_parts(&self, parts: &[&[u8]], tag: &Tag) -> bool {
+        ct_eq(&self.tag_parts(parts), tag)
     }
 }
 
@@ -120,7 +132,7 @@ impl ClientMacs {
     }
 
     /// One tag per key.
-    pub fn tags(&self, payload: &[u8]) -> Vec<Tag> {
+    pub fn tags(&self, payload: &[u8]) -> Tags {
         self.keys.iter().map(|k| k.tag(payload)).collect()
     }
 }

@@ -31,6 +31,9 @@ use super::ReplicaIndex;
 /// A MAC tag: HMAC-SHA256 truncated to 128 bits.
 pub type Tag = [u8; 16];
 
+/// One tag per replica (inline up to n = 4; encoded like a `Vec<Tag>`).
+pub type Tags = smallvec::SmallVec<[Tag; 4]>;
+
 /// An ed25519 signature (64 bytes; two halves because serde's arrays stop
 /// at 32).
 #[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,7 +70,7 @@ pub enum Auth {
     /// A signature by the sender.
     Signature(Sig),
     /// One tag per replica, indexed by receiver (the sender's own is zero).
-    Macs(Vec<Tag>),
+    Macs(#[serde(with = "super::wire::tags")] Vec<Tag>),
 }
 
 /// Authenticates normal-case messages between replicas.

@@ -50,6 +50,16 @@ impl<A: Authenticator> Replica<A> {
             return;
         }
         if seq <= self.low {
+            // A new view chose this checkpoint while we were executing up
+            // to it: keep its state (to list it in C and serve fetches).
+            if seq == self.low && digest == self.low_digest && !self.own.contains_key(&seq) {
+                out.persist.push(Record::Stable {
+                    data: data.clone(),
+                    digest,
+                    proof: self.stable_proof.clone(),
+                });
+                self.own.insert(seq, (digest, data));
+            }
             return;
         }
         out.persist.push(Record::Checkpoint(data.clone()));
@@ -207,6 +217,44 @@ impl<A: Authenticator> Replica<A> {
             self.fetching = None;
         }
         self.propose(false, out);
+    }
+
+    /// A replica that executed nothing for a whole status period fetches
+    /// the highest checkpoint above what it executed that f+1 replicas
+    /// signed with one digest. f+1 signatures include a correct replica's,
+    /// so the digest is the state every correct replica has there (a weak
+    /// certificate: enough to fetch and check that state, as in Castro's
+    /// state transfer, though not to collect anyone else's log). This is
+    /// how a replica catches up when the commits it misses can no longer
+    /// be gathered: with f replicas silent, it needs every other correct
+    /// replica's commit, and one that has since left the view will never
+    /// send it; the others, already past it, make the checkpoint and say
+    /// so, but their votes alone are short of 2f+1.
+    pub(crate) fn fetch_if_stuck(&mut self, out: &mut Step) {
+        if self.fetching.is_some() || self.awaiting.is_some() {
+            return;
+        }
+        let f = self.f();
+        let found = self
+            .ckpt_votes
+            .range(self.last_executed + 1..)
+            .rev()
+            .find_map(|(&seq, votes)| {
+                let mut tally: BTreeMap<Digest, usize> = BTreeMap::new();
+                for (d, _) in votes.values() {
+                    *tally.entry(*d).or_default() += 1;
+                }
+                let (&digest, _) = tally.iter().find(|(_, c)| **c > f)?;
+                let proof: Vec<Signed> = votes
+                    .values()
+                    .filter(|(d, _)| *d == digest)
+                    .map(|(_, s)| s.clone())
+                    .collect();
+                Some((seq, digest, proof))
+            });
+        if let Some((seq, digest, proof)) = found {
+            self.start_fetch(seq, digest, proof, out);
+        }
     }
 
     pub(crate) fn start_fetch(

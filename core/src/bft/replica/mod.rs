@@ -40,10 +40,67 @@ pub struct Executed {
     /// The sequence number executed.
     pub seq: Seq,
     /// One result per executed request, in order.
-    pub results: Vec<Vec<u8>>,
+    pub results: Results,
     /// The state after `seq`, required when the event asked for a
     /// checkpoint: (application digest, canonical snapshot).
     pub state: Option<(Digest, Vec<u8>)>,
+}
+
+/// The results of one execution, back to back in one buffer (a batch of a
+/// thousand requests hands over two allocations, not a thousand).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Results {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Results {
+    /// No results.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Room for `count` results of `bytes` bytes in all.
+    pub fn with_capacity(count: usize, bytes: usize) -> Self {
+        Self {
+            bytes: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(count),
+        }
+    }
+
+    /// Appends the next request's result.
+    pub fn push(&mut self, result: &[u8]) {
+        self.bytes.extend_from_slice(result);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// Number of results.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True if there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The results, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = core::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter())
+            .map(|(a, &b)| &self.bytes[a..b])
+    }
+}
+
+impl<T: AsRef<[u8]>> FromIterator<T> for Results {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        let mut r = Results::new();
+        for x in iter {
+            r.push(x.as_ref());
+        }
+        r
+    }
 }
 
 /// The application's answer did not match what the replica asked for.
@@ -99,6 +156,88 @@ pub(crate) struct Pending {
     pub(crate) digest: Digest,
     /// Proposed by this replica as primary in the current view.
     pub(crate) proposed: bool,
+}
+
+/// The client requests waiting to execute, by (client, timestamp). The
+/// requests live in a slab and the map holds their indices, so adding and
+/// removing one (once per request at the primary) moves a few bytes, not
+/// the request, and allocates nothing once the slab has grown.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PendingSet {
+    index: BTreeMap<(ClientId, u64), u32>,
+    slab: Vec<Option<Pending>>,
+    free: Vec<u32>,
+}
+
+impl PendingSet {
+    pub(crate) fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    pub(crate) fn contains_key(&self, key: &(ClientId, u64)) -> bool {
+        self.index.contains_key(key)
+    }
+
+    pub(crate) fn get(&self, key: &(ClientId, u64)) -> Option<&Pending> {
+        let &i = self.index.get(key)?;
+        self.slab[i as usize].as_ref()
+    }
+
+    pub(crate) fn get_mut(&mut self, key: &(ClientId, u64)) -> Option<&mut Pending> {
+        let &i = self.index.get(key)?;
+        self.slab[i as usize].as_mut()
+    }
+
+    /// Adds a request not present (the caller checks).
+    pub(crate) fn insert(&mut self, key: (ClientId, u64), p: Pending) {
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slab[i as usize] = Some(p);
+                i
+            }
+            None => {
+                self.slab.push(Some(p));
+                (self.slab.len() - 1) as u32
+            }
+        };
+        if let Some(old) = self.index.insert(key, i) {
+            self.slab[old as usize] = None;
+            self.free.push(old);
+        }
+    }
+
+    pub(crate) fn remove(&mut self, key: &(ClientId, u64)) -> Option<Pending> {
+        let i = self.index.remove(key)?;
+        self.free.push(i);
+        self.slab[i as usize].take()
+    }
+
+    /// Keeps the requests for which `keep` is true.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&(ClientId, u64), &Pending) -> bool) {
+        let slab = &mut self.slab;
+        let free = &mut self.free;
+        self.index.retain(|k, i| {
+            let kept = slab[*i as usize].as_ref().is_some_and(|p| keep(k, p));
+            if !kept {
+                slab[*i as usize] = None;
+                free.push(*i);
+            }
+            kept
+        });
+    }
+
+    /// Calls `f` on every request, in key order.
+    pub(crate) fn for_each_mut(&mut self, mut f: impl FnMut(&(ClientId, u64), &mut Pending)) {
+        for (k, &i) in &self.index {
+            if let Some(p) = self.slab[i as usize].as_mut() {
+                f(k, p);
+            }
+        }
+    }
 }
 
 /// The execution handed to the application and not yet answered.
@@ -161,11 +300,16 @@ pub struct Replica<A: Authenticator> {
     /// Last sequence number handed to the application.
     pub(crate) last_executed: Seq,
     pub(crate) awaiting: Option<Awaiting>,
+    /// `last_executed` at the previous status tick (a replica that made no
+    /// progress for a whole period looks for a checkpoint to fetch).
+    pub(crate) progress_mark: Seq,
+    /// An empty key list kept for the next execution (no allocation).
+    pub(crate) spare_keys: Vec<(ClientId, u64)>,
     pub(crate) clients: ClientTable,
 
     /// Primary: next sequence number to assign.
     pub(crate) next_seq: Seq,
-    pub(crate) pending: BTreeMap<(ClientId, u64), Pending>,
+    pub(crate) pending: PendingSet,
     /// Unproposed pending requests in arrival order (may hold stale keys).
     pub(crate) queue: VecDeque<(ClientId, u64)>,
 
@@ -188,7 +332,10 @@ impl<A: Authenticator> Replica<A> {
     /// Rebuilds a replica from its journal (see [`super::persist`]). The
     /// step re-installs the latest checkpoint (`Event::Install`) and
     /// re-executes what had committed above it; the application starts
-    /// from its initial state if there is no install.
+    /// from its initial state if there is no install. If the low watermark
+    /// is a checkpoint a new view chose whose state the replica never had
+    /// (`Record::Chosen`), it fetches that state and executes nothing
+    /// before it arrives.
     pub fn restore(
         config: Config,
         keys: &ReplicaKeys,
@@ -230,9 +377,11 @@ impl<A: Authenticator> Replica<A> {
             fetching: None,
             last_executed: 0,
             awaiting: None,
+            spare_keys: Vec::new(),
+            progress_mark: 0,
             clients: ClientTable::new(),
             next_seq: 1,
-            pending: BTreeMap::new(),
+            pending: PendingSet::default(),
             queue: VecDeque::new(),
             vcs: BTreeMap::new(),
             new_view: None,
@@ -507,6 +656,11 @@ impl<A: Authenticator> Replica<A> {
                         }
                     }
                 }
+                Record::Chosen { seq, digest } => {
+                    if *seq > self.low {
+                        self.set_low(*seq, *digest, Vec::new());
+                    }
+                }
                 Record::Checkpoint(data) => {
                     if data.seq >= self.low {
                         self.own.insert(data.seq, (data.digest(), data.clone()));
@@ -525,18 +679,24 @@ impl<A: Authenticator> Replica<A> {
             }
         }
         // Execution restarts from the low watermark's state.
-        if let Some((_, data)) = self.own.get(&self.low).cloned() {
-            self.last_executed = self.low;
-            self.clients = data.clients.clone();
-            if self.low > 0 {
-                out.events.push(Event::Install {
-                    seq: self.low,
-                    snapshot: Arc::new(data.snapshot.clone()),
-                });
+        self.last_executed = self.low;
+        match self.own.get(&self.low).cloned() {
+            Some((d, data)) if d == self.low_digest => {
+                self.clients = data.clients.clone();
+                if self.low > 0 {
+                    out.events.push(Event::Install {
+                        seq: self.low,
+                        snapshot: Arc::new(data.snapshot.clone()),
+                    });
+                }
             }
-        } else {
-            // A low chosen by a new view whose state we never had: fetch it.
-            self.last_executed = self.low;
+            _ => {
+                // A low chosen by a new view whose state we never had:
+                // fetch it (nothing executes until it arrives).
+                let (low, digest) = (self.low, self.low_digest);
+                let proof = self.stable_proof.clone();
+                self.start_fetch(low, digest, proof, out);
+            }
         }
         // Our own votes in the current view count again.
         let (view, me, primary) = (self.view, self.me, self.primary());

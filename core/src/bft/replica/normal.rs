@@ -132,18 +132,19 @@ impl<A: Authenticator> Replica<A> {
                 self.arm_batch_timer(out);
                 return;
             }
-            let mut batch = Vec::new();
-            let mut digests = Vec::new();
-            let mut taken = Vec::new();
+            // Taken requests are marked proposed at once (a key queued
+            // twice is taken once), and unmarked if the batch waits.
+            let mut batch = Vec::with_capacity(self.cfg.batch_max.min(self.queue.len()));
+            let mut hasher = Batch::hasher();
             let mut i = 0;
             while batch.len() < self.cfg.batch_max && i < self.queue.len() {
                 let key = self.queue[i];
                 i += 1;
-                if let Some(p) = self.pending.get(&key)
+                if let Some(p) = self.pending.get_mut(&key)
                     && !p.proposed
                 {
-                    taken.push(key);
-                    digests.push(p.digest);
+                    p.proposed = true;
+                    hasher.part(&p.digest.0);
                     batch.push(p.request.clone());
                 }
             }
@@ -152,6 +153,12 @@ impl<A: Authenticator> Replica<A> {
                 return;
             }
             if batch.len() < self.cfg.batch_max && !flush {
+                for r in &batch {
+                    let key = (r.request.client, r.request.timestamp);
+                    if let Some(p) = self.pending.get_mut(&key) {
+                        p.proposed = false;
+                    }
+                }
                 // Stale entries made the queue look full: drop them.
                 let pending = &self.pending;
                 self.queue
@@ -160,13 +167,8 @@ impl<A: Authenticator> Replica<A> {
                 return;
             }
             self.queue.drain(..i);
-            for k in &taken {
-                if let Some(p) = self.pending.get_mut(k) {
-                    p.proposed = true;
-                }
-            }
             let batch = Batch { requests: batch };
-            let digest = Batch::digest_of(digests);
+            let digest = hasher.finish();
             let seq = self.next_seq;
             self.next_seq += 1;
             self.send_pre_prepare(seq, digest, Arc::new(batch), out);
@@ -270,7 +272,7 @@ impl<A: Authenticator> Replica<A> {
         }
         // Every request must carry the client's MAC for us: the primary
         // cannot invent requests.
-        let mut digests = Vec::with_capacity(pp.batch.requests.len());
+        let mut hasher = Batch::hasher();
         for r in &pp.batch.requests {
             let d = r.request.digest();
             if r.request.op.len() > self.cfg.max_op_bytes {
@@ -295,9 +297,9 @@ impl<A: Authenticator> Replica<A> {
                 });
                 return;
             }
-            digests.push(d);
+            hasher.part(&d.0);
         }
-        if Batch::digest_of(digests) != vote.digest {
+        if hasher.finish() != vote.digest {
             out.faults.push(Fault::Invalid {
                 link,
                 kind: MessageKind::PrePrepare,
@@ -599,8 +601,11 @@ impl<A: Authenticator> Replica<A> {
             return;
         };
         let view = slot.prepared.map_or(self.view, |p| p.0);
-        let mut fresh = Vec::new();
-        let mut keys = Vec::new();
+        let mut fresh = Vec::with_capacity(batch.requests.len());
+        // The key list of the previous execution, reused.
+        let mut keys = core::mem::take(&mut self.spare_keys);
+        keys.clear();
+        keys.reserve(batch.requests.len());
         for (i, r) in batch.requests.iter().enumerate() {
             let (c, t) = (r.request.client, r.request.timestamp);
             if self.clients.mark(c, t) {
@@ -645,10 +650,12 @@ impl<A: Authenticator> Replica<A> {
         let Some(aw) = self.awaiting.take() else {
             return Err(UsageError::NotAwaited(done.seq));
         };
-        for ((c, t), result) in aw.fresh.into_iter().zip(done.results) {
-            self.reply(c, t, &result, out);
+        out.send.reserve(aw.fresh.len());
+        for (&(c, t), result) in aw.fresh.iter().zip(done.results.iter()) {
+            self.reply(c, t, result, out);
             self.clients.set_reply(c, t, result);
         }
+        self.spare_keys = aw.fresh;
         if let Some((app_digest, snapshot)) = done.state {
             self.take_checkpoint(done.seq, app_digest, snapshot, out);
         }
@@ -667,19 +674,11 @@ impl<A: Authenticator> Replica<A> {
         let Some(key) = self.client_keys.get(&client).and_then(|k| k.key(0)) else {
             return;
         };
-        let payload = Reply::payload(self.view, client, ts, self.me, result);
-        let mac = key.tag(&payload);
-        let reply = Reply {
-            view: self.view,
-            client,
-            timestamp: ts,
-            replica: self.me,
-            result: result.to_vec(),
-            mac,
-        };
+        let header = Reply::header(self.view, client, ts, self.me);
+        let mac = key.tag_parts(&[&header, result]);
         out.send.push(Outgoing {
             to: Target::Client(client),
-            bytes: Message::Reply(reply).encode(),
+            bytes: Message::encode_reply(self.view, client, ts, self.me, result, &mac),
         });
     }
 }

@@ -31,6 +31,12 @@ impl<A: Authenticator> Replica<A> {
         {
             self.broadcast(Message::ViewChange(signed.clone()).encode(), out);
         }
+        // No progress for a whole period: maybe the commits we miss can no
+        // longer be gathered; a weakly certified checkpoint still can be.
+        if self.last_executed == self.progress_mark {
+            self.fetch_if_stuck(out);
+        }
+        self.progress_mark = self.last_executed;
         self.send_fetch(out);
     }
 

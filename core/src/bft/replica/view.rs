@@ -8,7 +8,16 @@
 //! cannot be left behind). Once 2f+1 want its view, a replica waits a
 //! backed-off timeout for the new view and moves on to the next if none
 //! comes. The new primary broadcasts the signed view-changes it decided from;
-//! every replica recomputes the decision and installs it.
+//! every replica checks them (2f+1, well formed, from distinct replicas,
+//! for that view, signed by its primary), recomputes the decision and
+//! installs it.
+//!
+//! Persisted first: the view before the view-change message leaves (its P,
+//! Q and C are already in the journal); before the new view's prepares or
+//! new-view message leave, the view, every decided batch (`Accepted`) and
+//! the chosen checkpoint — `Stable` if the replica has its state, else
+//! `Chosen`, after which it fetches the state. A replica restarted without
+//! the chosen checkpoint would accept batches again below it.
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::sync::Arc;
@@ -296,6 +305,10 @@ impl<A: Authenticator> Replica<A> {
                     out.events.push(Event::Stable { seq: h });
                 }
                 _ => {
+                    // Persisted with the prepares below: a replica that
+                    // restarted with its old low watermark would accept
+                    // batches again at sequence numbers h already covers.
+                    out.persist.push(Record::Chosen { seq: h, digest: hd });
                     self.set_low(h, hd, Vec::new());
                     if self.last_executed < h || self.own.contains_key(&h) {
                         self.start_fetch(h, hd, Vec::new(), out);
@@ -343,12 +356,13 @@ impl<A: Authenticator> Replica<A> {
         self.next_seq = max_s.max(self.low) + 1;
         // Requests not carried into the view are proposable again.
         self.queue.clear();
-        for (k, p) in self.pending.iter_mut() {
+        let queue = &mut self.queue;
+        self.pending.for_each_mut(|k, p| {
             p.proposed = in_view.contains(k);
             if !p.proposed {
-                self.queue.push_back(*k);
+                queue.push_back(*k);
             }
-        }
+        });
         out.events.push(Event::NewView {
             view,
             primary: self.primary(),
