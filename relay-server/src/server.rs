@@ -23,6 +23,9 @@ use crate::metrics::{Direction, Endpoint, Metrics};
 use crate::outbox::{Outbox, write_loop};
 use crate::room::{Input, RoomConfig, Rooms};
 use crate::storage::Storage;
+
+/// How long a closing connection waits for the client's close frame.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(5);
 use crate::token::{self, Rights, Secret, TokenError};
 
 /// Bytes a connection reads from its socket at a time (and keeps allocated).
@@ -183,7 +186,7 @@ impl Relay {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         self.active.fetch_add(1, Ordering::AcqRel);
         self.metrics.connection_opened(endpoint);
-        let (sink, stream) = socket.split();
+        let (sink, mut stream) = socket.split();
         let out = Arc::new(Outbox::new(
             endpoint,
             self.config.queue_max_bytes,
@@ -201,7 +204,7 @@ impl Relay {
             .await
         {
             Ok(tx) => {
-                self.read_loop(stream, id, endpoint, &out, &tx).await;
+                self.read_loop(&mut stream, id, endpoint, &out, &tx).await;
                 let _ = tx.send(Input::Leave { id }).await;
             }
             Err(e) => {
@@ -213,6 +216,18 @@ impl Relay {
         if out.closing().is_none() {
             out.close(1000, "", false);
         }
+        // Meanwhile, read and drop whatever the client still sends until it
+        // answers the close: closing a socket with unread bytes makes the
+        // kernel reset the connection, and a reset destroys the close frame
+        // (code and reason) before the client reads it.
+        let drain = async {
+            while let Some(Ok(m)) = stream.next().await {
+                if matches!(m, WsMessage::Close(_)) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_HANDSHAKE, drain).await;
         let _ = writer.await;
         self.metrics.connection_closed(endpoint);
         if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -222,7 +237,7 @@ impl Relay {
 
     async fn read_loop(
         &self,
-        mut stream: futures_util::stream::SplitStream<WebSocket>,
+        stream: &mut futures_util::stream::SplitStream<WebSocket>,
         id: u64,
         endpoint: Endpoint,
         out: &Outbox,
