@@ -58,7 +58,18 @@ npm_ci() {
     local dir="$1"
     if [ ! -f "$dir/node_modules/.package-lock.json" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
         echo "setup: npm ci in ${dir#"$root_dir"/}"
-        (cd "$dir" && npm ci --no-audit --no-fund)
+        # A lock made against a registry that lacks other platforms' optional
+        # packages (workerd's darwin/windows builds) fails `npm ci`'s
+        # completeness check; `npm install --no-save` still installs exactly
+        # the locked versions and skips the missing optional ones.
+        local log
+        log="$(mktemp)"
+        if ! (cd "$dir" && npm ci --no-audit --no-fund) >"$log" 2>&1; then
+            grep -m3 -E "^npm error (code|Missing|.*in sync)" "$log" || tail -n 3 "$log"
+            echo "setup: npm ci refused; installing the locked versions with npm install --no-save"
+            (cd "$dir" && npm install --no-audit --no-fund --no-save)
+        fi
+        rm -f "$log"
     fi
 }
 npm_ci "$root_dir/npm"
