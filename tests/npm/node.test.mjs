@@ -597,6 +597,42 @@ describe('through a relay', () => {
     });
   });
 
+  test('presence counts at once when a document connects again', async () => {
+    const r = await relay();
+    const room = roomName();
+    const url = r.wsUrl(room);
+    const doc = new Doc();
+    const first = connect(doc, url, { backoffMin: 50, backoffMax: 500 });
+    cleanups.push(() => first.close());
+    const b = client(url);
+    const id = first.presence.clientId;
+    await waitFor(() => first.status === 'online' && b.conn.status === 'online', { what: 'online' });
+    first.presence.set({ name: 'ana' });
+    b.conn.presence.set({ name: 'bo' });
+    await waitFor(() => b.conn.presence.states().get(id)?.name === 'ana', { what: 'presence' });
+    first.close();
+    await waitFor(() => !b.conn.presence.states().has(id), { what: 'presence removed after close' });
+
+    // The same document connects again (an "offline" switch turned off).
+    const again = connect(doc, url, { backoffMin: 50, backoffMax: 500 });
+    cleanups.push(() => again.close());
+    await waitFor(() => again.status === 'online', { what: 'online again' });
+    again.presence.set({ name: 'ana', back: true });
+    // Let the presence frame go out, then make an edit: once the edit is
+    // durable, the relay has handled the presence sent before it on the
+    // same connection.
+    await new Promise((resolve) => setImmediate(resolve));
+    doc.counter('n').increment();
+    await waitFor(() => again.synced && doc.counter('n').value() === 1, { what: 'the edit durable' });
+    // A newcomer is told who is here when it joins: the relay took the new
+    // state (it used to ignore it until renewals outbid the old removal).
+    const c = client(url);
+    await waitFor(() => c.conn.presence.states().get(b.conn.presence.clientId)?.name === 'bo', {
+      what: 'the newcomer to hear who is here',
+    });
+    assert.deepEqual(c.conn.presence.states().get(id), { name: 'ana', back: true });
+  });
+
   test('a late joiner gets everything', async () => {
     const r = await relay();
     const room = roomName();

@@ -70,6 +70,11 @@ pub(crate) struct DocInner {
     pub(crate) next_id: u32,
     #[cfg(feature = "yrs")]
     pub(crate) sessions: BTreeMap<u64, Outbox>,
+    /// The highest presence clock any session of this document used: a new
+    /// session (a new connection) must go past it, or the relay, which
+    /// remembers the old connection's removal, would ignore it.
+    #[cfg(feature = "yrs")]
+    pub(crate) presence_clock: u32,
     pub(crate) weak: Weak<RefCell<DocInner>>,
 }
 
@@ -452,6 +457,8 @@ impl Doc {
                 next_id: 0,
                 #[cfg(feature = "yrs")]
                 sessions: BTreeMap::new(),
+                #[cfg(feature = "yrs")]
+                presence_clock: 0,
                 weak: weak.clone(),
             })
         });

@@ -160,6 +160,7 @@ impl Session {
         let peer = u64::from(d.next_id());
         d.sessions.insert(peer, Outbox::default());
         let client = d.shared.yrs().client_id().get();
+        let clock = d.presence_clock;
         Ok(Session {
             doc: doc.inner.clone(),
             peer,
@@ -174,7 +175,7 @@ impl Session {
                 presence: PresenceMap::new(),
                 me: PresenceEntry {
                     client,
-                    clock: 0,
+                    clock,
                     state: None,
                 },
                 presence_dirty: false,
@@ -231,9 +232,14 @@ impl Session {
         ];
         let out = d.crdt_mut().pull(&[self.peer]);
         Self::sync_frames(out, &mut st, &mut frames);
-        st.presence_dirty = st.me.clock > 0;
-        if st.presence_dirty {
-            st.presence_dirty = false;
+        st.presence_dirty = false;
+        if st.me.clock > 0 {
+            // When the last connection closed, the relay marked this client
+            // gone one clock past its last state; a tie goes to the removal.
+            st.me.clock = st.me.clock.wrapping_add(2);
+            d.presence_clock = d.presence_clock.max(st.me.clock);
+        }
+        if st.me.state.is_some() {
             frames.push(
                 Frame::Presence {
                     entries: vec![st.me.clone()],
@@ -331,8 +337,33 @@ impl Session {
                     None
                 }
                 Frame::Presence { entries } => {
+                    // Our own entry with a clock none of this document's
+                    // sessions used (the relay removed us when an old
+                    // connection closed after this one opened): take a clock
+                    // past it and say again who we are, as a Yjs client does
+                    // on hearing of its own removal. Entries our sessions
+                    // made are at or below `presence_clock`, so two sessions
+                    // of one document never outbid each other.
+                    let me = st.me.client;
+                    let newer = entries
+                        .iter()
+                        .filter(|e| e.client == me && e.clock > d.presence_clock)
+                        .map(|e| e.clock)
+                        .max();
                     let changed = st.presence.apply(entries);
                     Self::note_presence(&mut st, changed);
+                    if let Some(clock) = newer {
+                        st.me.clock = clock.wrapping_add(1);
+                        d.presence_clock = d.presence_clock.max(st.me.clock);
+                        if st.me.state.is_some() {
+                            frames.push(
+                                Frame::Presence {
+                                    entries: vec![st.me.clone()],
+                                }
+                                .encode(),
+                            );
+                        }
+                    }
                     None
                 }
                 Frame::Error { code, reason } => {
@@ -386,8 +417,10 @@ impl Session {
     /// `undefined`. Sent at the next `flush()`.
     #[wasm_bindgen(js_name = setPresence)]
     pub fn set_presence(&self, json: Option<String>) -> Result<(), JsValue> {
+        let mut d = borrow(&self.doc)?;
         let mut st = self.state()?;
-        st.me.clock = st.me.clock.wrapping_add(1);
+        st.me.clock = st.me.clock.max(d.presence_clock).wrapping_add(1);
+        d.presence_clock = st.me.clock;
         st.me.state = json;
         st.presence_dirty = true;
         Ok(())
