@@ -19,9 +19,8 @@ import { WebsocketProvider } from 'y-websocket';
 import WebSocket from 'ws';
 import * as Y from 'yjs';
 
-import { ROOT, roomName, startRelay, waitFor } from '../npm/support.mjs';
+import { launchChromium, ROOT, roomName, startRelay, waitFor } from '../npm/support.mjs';
 
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const SITE = join(ROOT, 'web-demo/dist');
 const ARTIFACTS = join(ROOT, 'target/e2e-artifacts');
 const DESKTOP = { width: 1280, height: 800 };
@@ -37,17 +36,7 @@ describe('the demo page', () => {
   before(async () => {
     assert.ok(existsSync(join(SITE, 'index.html')), `${SITE} is not built: run \`make web-demo\``);
     relay = await startRelay({ args: ['--static', SITE] });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--no-first-run',
-      ],
-    });
+    browser = await launchChromium(chromium);
   });
 
   after(async () => {

@@ -10,9 +10,8 @@ import { after, before, describe, test } from 'node:test';
 
 import { chromium } from 'playwright-core';
 
-import { removeDir, ROOT, roomName, startRelay, tempDir, waitFor } from './support.mjs';
+import { launchChromium, removeDir, ROOT, roomName, startRelay, tempDir, waitFor } from './support.mjs';
 
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 
 const PAGE = `<!doctype html>
 <meta charset="utf-8">
@@ -37,17 +36,7 @@ describe('Chromium', () => {
     dataDir = await tempDir('neuroplex-npm-data-');
     await writeFile(join(site, 'index.html'), PAGE);
     await symlink(join(ROOT, 'npm'), join(site, 'neuroplex'));
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--no-first-run',
-      ],
-    });
+    browser = await launchChromium(chromium);
   });
 
   after(async () => {

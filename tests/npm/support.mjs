@@ -150,3 +150,22 @@ export async function startRelay({ port = 0, dataDir, args = [] } = {}) {
 export function roomName(prefix = 'room') {
   return `${prefix}-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
 }
+
+/**
+ * Launches Debian's Chromium (CHROMIUM_BIN, default /usr/bin/chromium)
+ * headless through the caller's playwright-core `chromium` (playwright's
+ * own browser download is not available here).
+ */
+export function launchChromium(chromium) {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium',
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--no-first-run',
+    ],
+  });
+}

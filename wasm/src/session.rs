@@ -123,12 +123,7 @@ impl Session {
         if st.presence_dirty {
             st.presence_dirty = false;
             if st.me.clock > 0 {
-                frames.push(
-                    Frame::Presence {
-                        entries: vec![st.me.clone()],
-                    }
-                    .encode(),
-                );
+                frames.push(presence_frame(st));
             }
         }
     }
@@ -138,6 +133,14 @@ impl Session {
             st.presence_changes.push((e.client, e.state));
         }
     }
+}
+
+/// The frame announcing this client's presence.
+fn presence_frame(st: &State) -> Vec<u8> {
+    Frame::Presence {
+        entries: vec![st.me.clone()],
+    }
+    .encode()
 }
 
 fn to_array(frames: Vec<Vec<u8>>) -> Array {
@@ -240,12 +243,7 @@ impl Session {
             d.presence_clock = d.presence_clock.max(st.me.clock);
         }
         if st.me.state.is_some() {
-            frames.push(
-                Frame::Presence {
-                    entries: vec![st.me.clone()],
-                }
-                .encode(),
-            );
+            frames.push(presence_frame(&st));
         }
         Ok(to_array(frames))
     }
@@ -356,12 +354,7 @@ impl Session {
                         st.me.clock = clock.wrapping_add(1);
                         d.presence_clock = d.presence_clock.max(st.me.clock);
                         if st.me.state.is_some() {
-                            frames.push(
-                                Frame::Presence {
-                                    entries: vec![st.me.clone()],
-                                }
-                                .encode(),
-                            );
+                            frames.push(presence_frame(&st));
                         }
                     }
                     None
