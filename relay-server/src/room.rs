@@ -786,15 +786,20 @@ impl Room {
         true
     }
 
+    /// The document as a snapshot of the log up to its last entry; the log
+    /// counts start again from it.
+    fn take_snapshot(&mut self) -> (u64, neuroplex_core::doc::Snapshot) {
+        self.log_entries = 0;
+        self.log_bytes = 0;
+        (self.next_seq - 1, self.doc.snapshot())
+    }
+
     /// Replaces whatever log there is by a snapshot, and waits for it.
     async fn compact_now(&mut self) {
         if self.log_entries == 0 {
             return;
         }
-        let upto = self.next_seq - 1;
-        let snapshot = self.doc.snapshot();
-        self.log_entries = 0;
-        self.log_bytes = 0;
+        let (upto, snapshot) = self.take_snapshot();
         if let Err(e) = self.rooms.storage.compact(&self.name, upto, snapshot).await {
             tracing::warn!(room = %self.name, error = %e, "compaction failed; the log stays");
         }
@@ -810,10 +815,7 @@ impl Room {
         if self.compacting.swap(true, Ordering::AcqRel) {
             return;
         }
-        let upto = self.next_seq - 1;
-        let snapshot = self.doc.snapshot();
-        self.log_entries = 0;
-        self.log_bytes = 0;
+        let (upto, snapshot) = self.take_snapshot();
         let storage = self.rooms.storage.clone();
         let flag = self.compacting.clone();
         let name = self.name.clone();
