@@ -1037,6 +1037,62 @@ fn commit_quorum_f_plus_1_commits_do_not_execute() {
     }
 }
 
+/// Liveness: commits can come before the batch they name (the pre-prepare
+/// was delayed). When it arrives they decide it, even though this replica
+/// never prepared it; their retransmissions would be ignored as duplicates.
+/// Found by the soak (seed 68749).
+#[test]
+fn commits_that_came_before_the_batch_decide_it() {
+    for mode in MODES {
+        let mut c = Cluster::new(mode, 4, &[], |_| {});
+        let d = c.batch_digest(1);
+        c.set_rule(|e, m| match m {
+            Message::PrePrepare(_) | Message::Prepare(_) if e.to == 3 => Verdict::Hold,
+            _ => Verdict::Deliver,
+        });
+        c.submit(1, &[0]);
+        c.run();
+        for i in 0..3 {
+            assert_eq!(c.executed_at(i, 1), Some(d), "{mode:?}: replica {i}");
+        }
+        assert_eq!(c.executed_at(3, 1), None);
+        c.release(|e, m| e.to == 3 && matches!(m, Message::PrePrepare(_)));
+        assert_eq!(c.executed_at(3, 1), Some(d), "{mode:?}");
+    }
+}
+
+/// Liveness: a primary whose requests do not execute for a whole period
+/// leaves its view. Here backup 1 left early (it never saw a prepare), the
+/// batch has the commits of 0 and 2 only, replica 3 is silent, and 2 never
+/// had the request pending (it only saw the batch), so its timer never
+/// runs: only the primary's view change can make the f+1 that moves
+/// everyone on. Found by the soak (seed 59482).
+#[test]
+fn a_stuck_primary_leaves_its_view() {
+    for mode in MODES {
+        let mut c = Cluster::new(mode, 4, &[3], |_| {});
+        let d = c.batch_digest(1);
+        c.set_rule(|e, m| match m {
+            Message::Prepare(_) if e.to == 1 => Verdict::Hold,
+            _ => Verdict::Deliver,
+        });
+        c.submit(1, &[0, 1]);
+        c.run();
+        assert!(c.fire(1, Timer::Request));
+        assert!(!c.is_normal(1));
+        c.deliver_all();
+        c.run();
+        for i in 0..3 {
+            assert_eq!(c.executed_at(i, 1), None, "{mode:?}: replica {i}");
+        }
+        assert!(c.fire(0, Timer::Request), "{mode:?}: the primary waits");
+        assert!(c.view(2) == 1 && c.is_normal(2), "{mode:?}: 2 followed");
+        for i in 0..3 {
+            assert_eq!(c.executed_at(i, 1), Some(d), "{mode:?}: replica {i}");
+        }
+    }
+}
+
 /// Commit quorum, the consequence: a replica that executed on f+1 commits
 /// (its own and a Byzantine replica's) would diverge from the others once
 /// a view change — which cannot see that batch — fills its sequence number

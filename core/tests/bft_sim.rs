@@ -12,6 +12,7 @@
 //! executed every request.
 //!
 //! Replay one seed: `NEUROPLEX_SEED=<n>`; run more: `NEUROPLEX_SEEDS=<count>`.
+//! Seeds a soak found failing are replayed in every run (`FOUND_BY_SOAK`).
 
 mod bft_support;
 
@@ -26,6 +27,9 @@ use neuroplex_core::sim::{LinkConfig, NodeId, Rng, Sim};
 
 /// Seeds in the default run (`cargo test`).
 const DEFAULT_SEEDS: u64 = 600;
+/// Seeds past the default range that once failed in a soak; the default
+/// run replays them too.
+const FOUND_BY_SOAK: [u64; 2] = [59482, 68749];
 /// Virtual time allowed after the network heals.
 const BOUND_AFTER_HEAL: u64 = 60_000;
 const HEAL_AT: u64 = 5_000;
@@ -353,7 +357,14 @@ fn all_done(sim: &Sim<BftNode>, setup: &Setup, strong: bool) -> bool {
 
 #[test]
 fn byzantine_simulation() {
-    let all = seeds(DEFAULT_SEEDS);
+    let mut all = seeds(DEFAULT_SEEDS);
+    if std::env::var_os("NEUROPLEX_SEED").is_none() {
+        for s in FOUND_BY_SOAK {
+            if !all.contains(&s) {
+                all.push(s);
+            }
+        }
+    }
     let single = all.len() == 1;
     let all_ref = &all;
     let threads = std::thread::available_parallelism()

@@ -102,11 +102,14 @@ impl<A: Authenticator> Replica<A> {
         if self.pending.is_empty() || !self.normal {
             return;
         }
-        // Backups suspect the primary; the primary does not leave its own
-        // view (if faulty backups starve it, the clients' retries reach
-        // the other backups, whose timers then run).
+        // Backups suspect the primary, and a primary that executed nothing
+        // for a whole period leaves too: a backup that timed out early may
+        // have left the view with the votes the others still need, while
+        // the only other correct one already executed the requests and has
+        // nothing pending (it never times out). Then the primary's view
+        // change is the f+1-th that moves everyone on.
         let stuck = self.last_executed == self.timers.request_mark && self.fetching.is_none();
-        if stuck && !self.is_primary() {
+        if stuck {
             let next = self.view + 1;
             self.start_view_change(next, out);
         } else {
@@ -331,6 +334,9 @@ impl<A: Authenticator> Replica<A> {
             .accept(vote.view, vote.digest, batch, Some(pp.auth));
         self.send_vote(VoteKind::Prepare, vote.seq, vote.digest, out);
         self.check_prepared(vote.seq, out);
+        // 2f+1 commits may have come before the batch: they decide it now
+        // (their retransmissions would be ignored as duplicates).
+        self.check_committed(vote.seq, out);
     }
 
     /// Sends our prepare or commit and records it as ours.
