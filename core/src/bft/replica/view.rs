@@ -1,9 +1,10 @@
 //! View change and new view (see [`crate::bft::view_change`] for the
 //! decision rule and why it is safe).
 //!
-//! A backup that suspects the primary (its request timer expired) stops
-//! taking part in the view and broadcasts a signed view-change message for
-//! the next view. A replica also joins when f+1 others want a higher view
+//! A replica whose request timer expired with nothing executed (a backup
+//! suspecting the primary, or a stuck primary) stops taking part in the
+//! view and broadcasts a signed view-change message for the next view. A
+//! replica also joins when f+1 others want a higher view
 //! (so a faulty minority cannot start view changes, and a correct majority
 //! cannot be left behind). Once 2f+1 want its view, a replica waits a
 //! backed-off timeout for the new view and moves on to the next if none
