@@ -220,7 +220,17 @@ impl Relay {
         // answers the close: closing a socket with unread bytes makes the
         // kernel reset the connection, and a reset destroys the close frame
         // (code and reason) before the client reads it.
+        // After an oversized frame the stream has ended with its payload
+        // unread (it cannot skip it): then the socket is kept open, unread,
+        // until the deadline, so that the client reads our close frame
+        // before the reset.
+        let oversized = out
+            .closing()
+            .is_some_and(|c| c.code == CloseCode::TOO_LARGE);
         let drain = async {
+            if oversized {
+                std::future::pending::<()>().await;
+            }
             while let Some(Ok(m)) = stream.next().await {
                 if matches!(m, WsMessage::Close(_)) {
                     break;
