@@ -1093,6 +1093,58 @@ fn a_stuck_primary_leaves_its_view() {
     }
 }
 
+/// Liveness: a replica that left the view alone and cannot catch up in it
+/// (the commits it lacks cannot reach it: here they are dropped) is not
+/// left stranded while the group is idle. Its status tells the primary,
+/// which proposes the null batch; with f replicas silent the batch cannot
+/// commit without the laggard, so the timers of those still in the view
+/// expire (a backup waits for a batch it accepted as for a request) and
+/// everyone moves to the view the laggard wants. With n = 7 the primary and
+/// the laggard are not f+1: a backup's timer is needed too. Found by the
+/// soak (seed 54498).
+#[test]
+fn an_idle_primary_probes_the_view_for_a_replica_that_left_it() {
+    for (mode, n) in [(Mode::Mac, 4), (Mode::Ed25519, 4), (Mode::Mac, 7)] {
+        let silent: Vec<u32> = (n as u32 - (n as u32 - 1) / 3..n as u32).collect();
+        let mut c = Cluster::new(mode, n, &silent, |_| {});
+        let d = c.batch_digest(1);
+        c.set_rule(|e, m| match vote_of(m) {
+            Some((VoteKind::Commit, 0, _, _, _)) if e.to == 2 => Verdict::Drop,
+            _ => Verdict::Deliver,
+        });
+        c.submit(1, &[0, 2]);
+        c.run();
+        let others: Vec<u32> = c.correct().into_iter().filter(|&i| i != 2).collect();
+        for &i in &others {
+            assert_eq!(c.executed_at(i, 1), Some(d), "{mode:?} n={n}: replica {i}");
+        }
+        assert!(c.fire(2, Timer::Request));
+        assert!(!c.is_normal(2) && c.executed_at(2, 1).is_none());
+        // Idle: nothing waits at the others, so their timers change nothing.
+        for &i in &others {
+            c.fire(i, Timer::Request);
+            assert!(
+                c.is_normal(i) && c.view(i) == 0,
+                "{mode:?} n={n}: replica {i}"
+            );
+        }
+        assert!(c.fire(2, Timer::Status));
+        assert!(
+            c.fire(0, Timer::Request),
+            "{mode:?} n={n}: the probe waits at 0"
+        );
+        assert!(c.fire(1, Timer::Request), "{mode:?} n={n}: and at 1");
+        for i in c.correct() {
+            assert!(
+                c.view(i) == 1 && c.is_normal(i),
+                "{mode:?} n={n}: replica {i}"
+            );
+            assert_eq!(c.executed_at(i, 1), Some(d), "{mode:?} n={n}: replica {i}");
+        }
+        c.check_agreement().unwrap();
+    }
+}
+
 /// Commit quorum, the consequence: a replica that executed on f+1 commits
 /// (its own and a Byzantine replica's) would diverge from the others once
 /// a view change — which cannot see that batch — fills its sequence number

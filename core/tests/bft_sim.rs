@@ -29,7 +29,7 @@ use neuroplex_core::sim::{LinkConfig, NodeId, Rng, Sim};
 const DEFAULT_SEEDS: u64 = 600;
 /// Seeds past the default range that once failed in a soak; the default
 /// run replays them too.
-const FOUND_BY_SOAK: [u64; 2] = [59482, 68749];
+const FOUND_BY_SOAK: [u64; 3] = [54498, 59482, 68749];
 /// Virtual time allowed after the network heals.
 const BOUND_AFTER_HEAL: u64 = 60_000;
 const HEAL_AT: u64 = 5_000;
@@ -370,14 +370,20 @@ fn byzantine_simulation() {
     let threads = std::thread::available_parallelism()
         .map_or(2, |p| p.get())
         .min(4);
-    let results: Vec<[u64; 8]> = std::thread::scope(|s| {
+    // A failing seed does not stop the run: every failure is printed as it
+    // happens (the panic message names the seed) and listed at the end.
+    let results: Vec<([u64; 8], Vec<u64>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let mine: Vec<u64> = all_ref.iter().copied().skip(t).step_by(threads).collect();
                 s.spawn(move || {
                     let mut c = [0u64; 8];
+                    let mut failed = Vec::new();
                     for seed in mine {
-                        let sum = run_seed(seed);
+                        let Ok(sum) = std::panic::catch_unwind(|| run_seed(seed)) else {
+                            failed.push(seed);
+                            continue;
+                        };
                         let flags = [
                             sum.mode == Mode::Mac,
                             sum.mode == Mode::Ed25519,
@@ -395,7 +401,7 @@ fn byzantine_simulation() {
                             eprintln!("seed={seed}: ok, faults {}", sum.faults);
                         }
                     }
-                    c
+                    (c, failed)
                 })
             })
             .collect();
@@ -404,9 +410,17 @@ fn byzantine_simulation() {
             .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
             .collect()
     });
+    let mut failed: Vec<u64> = results.iter().flat_map(|r| r.1.iter().copied()).collect();
+    failed.sort_unstable();
+    assert!(
+        failed.is_empty(),
+        "bft_sim: {} of {} seeds failed: {failed:?} (replay one with NEUROPLEX_SEED=<n>)",
+        failed.len(),
+        all.len()
+    );
     let c = results.iter().fold([0u64; 8], |mut a, r| {
         for k in 0..8 {
-            a[k] += r[k];
+            a[k] += r.0[k];
         }
         a
     });

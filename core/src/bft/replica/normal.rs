@@ -84,9 +84,20 @@ impl<A: Authenticator> Replica<A> {
         self.propose(false, out);
     }
 
-    /// Arms the request timer if requests wait and it is not armed.
+    /// True if something waits to execute here: a client request, or a
+    /// batch accepted in this view (its requests were received too, inside
+    /// the pre-prepare; a null batch has none).
+    pub(crate) fn waiting(&self) -> bool {
+        !self.pending.is_empty()
+            || self
+                .log
+                .above(self.last_executed)
+                .any(|(_, s)| s.pp_in(self.view).is_some())
+    }
+
+    /// Arms the request timer if something waits and it is not armed.
     pub(crate) fn ensure_request_timer(&mut self, out: &mut Step) {
-        if self.normal && !self.pending.is_empty() && self.timers.request.is_none() {
+        if self.normal && self.timers.request.is_none() && self.waiting() {
             let after = self.cfg.request_timeout;
             let g = self.arm(out, TimerId::Request, after);
             self.timers.request = Some(g);
@@ -99,7 +110,7 @@ impl<A: Authenticator> Replica<A> {
         let clients = &self.clients;
         self.pending
             .retain(|&(c, t), _| clients.standing(c, t) == Standing::Fresh);
-        if self.pending.is_empty() || !self.normal {
+        if !self.normal || !self.waiting() {
             return;
         }
         // Backups suspect the primary, and a primary that executed nothing
@@ -337,6 +348,32 @@ impl<A: Authenticator> Replica<A> {
         // 2f+1 commits may have come before the batch: they decide it now
         // (their retransmissions would be ignored as duplicates).
         self.check_committed(vote.seq, out);
+        self.ensure_request_timer(out);
+    }
+
+    /// Primary, idle: proposes the null batch. Sent when a replica that
+    /// left this view lags behind us (see `on_status`): if 2f+1 replicas
+    /// are still in the view it commits, and the laggard learns from its
+    /// commits and the resends; if not, it does not execute, the timers of
+    /// those still here expire and they join the view change the laggard
+    /// started. Without it an idle group would leave the laggard stranded
+    /// until the next request.
+    pub(crate) fn propose_null(&mut self, out: &mut Step) {
+        let idle = self.normal
+            && self.is_primary()
+            && self.pending.is_empty()
+            && self.awaiting.is_none()
+            && self.next_seq == self.last_executed + 1
+            && self.next_seq <= self.low + self.cfg.window;
+        if !idle {
+            return;
+        }
+        let batch = Batch::default();
+        let digest = batch.digest();
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.send_pre_prepare(seq, digest, Arc::new(batch), out);
+        self.ensure_request_timer(out);
     }
 
     /// Sends our prepare or commit and records it as ours.

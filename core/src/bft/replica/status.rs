@@ -55,6 +55,11 @@ impl<A: Authenticator> Replica<A> {
         if j == self.me {
             return;
         }
+        // A replica that left our view and lags: find out whether the view
+        // can still make progress without it.
+        if self.normal && !st.normal && st.view > self.view && st.executed < self.last_executed {
+            self.propose_null(out);
+        }
         // Views.
         if self.normal && (st.view < self.view || (st.view == self.view && !st.normal)) {
             if let Some(nv) = &self.new_view {
