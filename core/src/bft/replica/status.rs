@@ -5,6 +5,9 @@
 //! message, its own view change, the stable checkpoint's certificate, the
 //! pre-prepares and its own votes for the sequence numbers not yet
 //! executed there. Nothing is resent to a replica that reports no lag.
+//! An idle primary that hears from a lagging replica which left its view
+//! proposes the null batch, to find out whether the view can still make
+//! progress without it (see `propose_null`).
 
 use super::Replica;
 use crate::bft::auth::{Auth, Authenticator};
