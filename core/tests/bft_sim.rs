@@ -419,8 +419,8 @@ fn byzantine_simulation() {
         all.len()
     );
     let c = results.iter().fold([0u64; 8], |mut a, r| {
-        for k in 0..8 {
-            a[k] += r.0[k];
+        for (x, y) in a.iter_mut().zip(r.0) {
+            *x += y;
         }
         a
     });
