@@ -11,7 +11,8 @@
 //! of a view while no request waits — every correct replica must have
 //! executed every request.
 //!
-//! Replay one seed: `NEUROPLEX_SEED=<n>`; run more: `NEUROPLEX_SEEDS=<count>`.
+//! Replay one seed: `NEUROPLEX_SEED=<n>`; run more: `NEUROPLEX_SEEDS=<count>`,
+//! starting at `NEUROPLEX_SEEDS_FROM=<s>` (default 0).
 //! Seeds a soak found failing are replayed in every run (`FOUND_BY_SOAK`).
 
 mod bft_support;

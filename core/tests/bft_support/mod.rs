@@ -518,6 +518,7 @@ impl Node for BftNode {
 }
 
 /// Reads a seed-count override, a single-seed replay, and the default.
+/// `NEUROPLEX_SEEDS_FROM=<s>` starts the range at s (another soak's seeds).
 pub fn seeds(default: u64) -> Vec<u64> {
     if let Ok(s) = std::env::var("NEUROPLEX_SEED") {
         return vec![s.trim().parse().expect("NEUROPLEX_SEED is a number")];
@@ -526,5 +527,9 @@ pub fn seeds(default: u64) -> Vec<u64> {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(default);
-    (0..count).collect()
+    let from: u64 = std::env::var("NEUROPLEX_SEEDS_FROM")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    (from..from.saturating_add(count)).collect()
 }
