@@ -364,7 +364,7 @@ impl<A: Authenticator> Replica<A> {
             && self.pending.is_empty()
             && self.awaiting.is_none()
             && self.next_seq == self.last_executed + 1
-            && self.next_seq <= self.low + self.cfg.window;
+            && self.in_window(self.next_seq);
         if !idle {
             return;
         }

@@ -4,9 +4,9 @@
 //! A replica whose request timer expired with nothing executed (a backup
 //! suspecting the primary, or a stuck primary) stops taking part in the
 //! view and broadcasts a signed view-change message for the next view. A
-//! replica also joins when f+1 others want a higher view
-//! (so a faulty minority cannot start view changes, and a correct majority
-//! cannot be left behind). Once 2f+1 want its view, a replica waits a
+//! replica also joins when f+1 others want a higher view (so a faulty
+//! minority cannot start view changes, and a correct majority cannot be
+//! left behind). Once 2f+1 want its view, a replica waits a
 //! backed-off timeout for the new view and moves on to the next if none
 //! comes. The new primary broadcasts the signed view-changes it decided from;
 //! every replica checks them (2f+1, well formed, from distinct replicas,
