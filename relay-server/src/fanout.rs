@@ -31,7 +31,7 @@ use yrs::updates::encoder::Encode;
 use yrs::{ClientID, IdSet, Update};
 
 use crate::queue::SharedUpdate;
-use crate::room::ConnId;
+use neuroplex_core::doc::ConnId;
 
 /// The outgoing updates of one batch.
 pub struct FanOut {

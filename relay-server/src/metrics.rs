@@ -35,6 +35,12 @@ pub const KNOWN_REJECT_REASONS: &[&str] = &[
     "malformed",
     "slow_consumer",
     "bad_update",
+    "too_many",
+    "too_deep",
+    "too_many_ids",
+    "presence_not_owned",
+    "room_panicked",
+    "set_aside",
 ];
 
 /// Which WebSocket endpoint a connection came in on.

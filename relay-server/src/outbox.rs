@@ -89,8 +89,8 @@ impl Outbox {
     }
 
     /// Queues an encoded frame.
-    pub fn push_frame(&self, bytes: Vec<u8>, metrics: &Metrics) -> bool {
-        self.push(Outbound::Frame(bytes), metrics)
+    pub fn push_frame(&self, bytes: impl Into<WsBytes>, metrics: &Metrics) -> bool {
+        self.push(Outbound::Frame(bytes.into()), metrics)
     }
 
     /// Asks the writer to close the connection (the first request wins).
@@ -211,7 +211,7 @@ pub async fn write_loop(
         let send = async {
             for item in items.drain(..) {
                 let bytes = match item {
-                    Outbound::Frame(b) => WsBytes::from(b),
+                    Outbound::Frame(b) => b,
                     Outbound::YrsUpdate(u) => frame_update(endpoint, &u),
                 };
                 sink.feed(WsMessage::Binary(bytes)).await?;

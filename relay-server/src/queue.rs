@@ -44,8 +44,9 @@ pub enum Outbound {
     /// updates may be merged into one.
     YrsUpdate(SharedUpdate),
     /// An already-encoded frame, sent as it is; never merged or reordered
-    /// relative to other frames.
-    Frame(Vec<u8>),
+    /// relative to other frames. Reference-counted: a frame for many
+    /// receivers (a presence broadcast) is one allocation.
+    Frame(Bytes),
 }
 
 impl Outbound {
@@ -364,7 +365,7 @@ mod tests {
         items
             .iter()
             .filter_map(|i| match i {
-                Outbound::Frame(f) => Some(f.clone()),
+                Outbound::Frame(f) => Some(f.to_vec()),
                 Outbound::YrsUpdate(_) => None,
             })
             .collect()
@@ -395,13 +396,14 @@ mod tests {
         let t0 = Instant::now();
         let mut q = OutboundQueue::new(1000, Duration::from_secs(10));
         assert!(q.is_empty());
-        q.push(Outbound::Frame(vec![1]), t0).unwrap();
+        q.push(Outbound::Frame(Bytes::from(vec![1])), t0).unwrap();
         q.push(Outbound::YrsUpdate(vec![2, 2].into()), t0).unwrap();
-        q.push(Outbound::Frame(vec![3, 3, 3]), t0).unwrap();
+        q.push(Outbound::Frame(Bytes::from(vec![3, 3, 3])), t0)
+            .unwrap();
         assert_eq!((q.len(), q.bytes()), (3, 6));
-        assert_eq!(q.pop(), Some(Outbound::Frame(vec![1])));
+        assert_eq!(q.pop(), Some(Outbound::Frame(Bytes::from(vec![1]))));
         assert_eq!(q.pop(), Some(Outbound::YrsUpdate(vec![2, 2].into())));
-        assert_eq!(q.pop(), Some(Outbound::Frame(vec![3, 3, 3])));
+        assert_eq!(q.pop(), Some(Outbound::Frame(Bytes::from(vec![3, 3, 3]))));
         assert_eq!(q.pop(), None);
         assert_eq!((q.len(), q.bytes(), q.merges()), (0, 0, 0));
     }
@@ -480,7 +482,7 @@ mod tests {
             // Awareness-like frames between updates cannot be merged away.
             let pushed = q
                 .push(Outbound::YrsUpdate(u.into()), t0)
-                .and_then(|()| q.push(Outbound::Frame(vec![1; 64]), t0));
+                .and_then(|()| q.push(Outbound::Frame(Bytes::from(vec![1; 64])), t0));
             if let Err(e) = pushed {
                 err = Some((i, e));
                 break;
@@ -499,18 +501,28 @@ mod tests {
     fn age_limit_triggers() {
         let t0 = Instant::now();
         let mut q = OutboundQueue::new(1 << 20, Duration::from_secs(5));
-        q.push(Outbound::Frame(vec![0; 10]), t0).unwrap();
-        q.push(Outbound::Frame(vec![0; 10]), t0 + Duration::from_secs(3))
+        q.push(Outbound::Frame(Bytes::from(vec![0; 10])), t0)
             .unwrap();
+        q.push(
+            Outbound::Frame(Bytes::from(vec![0; 10])),
+            t0 + Duration::from_secs(3),
+        )
+        .unwrap();
         // Exactly at the limit is still fine.
-        q.push(Outbound::Frame(vec![0; 10]), t0 + Duration::from_secs(5))
-            .unwrap();
+        q.push(
+            Outbound::Frame(Bytes::from(vec![0; 10])),
+            t0 + Duration::from_secs(5),
+        )
+        .unwrap();
         assert_eq!(
             q.oldest_age(t0 + Duration::from_secs(5)),
             Some(Duration::from_secs(5))
         );
         let e = q
-            .push(Outbound::Frame(vec![0; 10]), t0 + Duration::from_secs(6))
+            .push(
+                Outbound::Frame(Bytes::from(vec![0; 10])),
+                t0 + Duration::from_secs(6),
+            )
             .unwrap_err();
         assert_eq!(e.oldest_age, Duration::from_secs(6));
         assert_eq!(e.queued_bytes, 40);
@@ -522,17 +534,26 @@ mod tests {
     fn age_counts_from_the_oldest_item_and_popping_resets_it() {
         let t0 = Instant::now();
         let mut q = OutboundQueue::new(1 << 20, Duration::from_secs(5));
-        q.push(Outbound::Frame(vec![1]), t0).unwrap();
-        q.push(Outbound::Frame(vec![2]), t0 + Duration::from_secs(4))
-            .unwrap();
+        q.push(Outbound::Frame(Bytes::from(vec![1])), t0).unwrap();
+        q.push(
+            Outbound::Frame(Bytes::from(vec![2])),
+            t0 + Duration::from_secs(4),
+        )
+        .unwrap();
         q.pop();
         // The oldest is now 4 s in: 8 s is 4 s old, within the limit.
-        q.push(Outbound::Frame(vec![3]), t0 + Duration::from_secs(8))
-            .unwrap();
+        q.push(
+            Outbound::Frame(Bytes::from(vec![3])),
+            t0 + Duration::from_secs(8),
+        )
+        .unwrap();
         // An empty queue accepts anything, however late.
         drain(&mut q);
-        q.push(Outbound::Frame(vec![4]), t0 + Duration::from_secs(100))
-            .unwrap();
+        q.push(
+            Outbound::Frame(Bytes::from(vec![4])),
+            t0 + Duration::from_secs(100),
+        )
+        .unwrap();
     }
 
     #[test]
@@ -576,12 +597,13 @@ mod tests {
         // the third push on, so merging happens repeatedly while frames
         // interleave. Whether a push also reports a slow consumer does not
         // matter here: items are queued either way.
-        q.push(Outbound::Frame(vec![0xF0, 0]), t0).unwrap();
+        q.push(Outbound::Frame(Bytes::from(vec![0xF0, 0])), t0)
+            .unwrap();
         frames.push(vec![0xF0, 0]);
         for (i, u) in updates.iter().enumerate() {
             let _ = q.push(Outbound::YrsUpdate(u.clone().into()), t0);
             let f = vec![0xF1, i as u8];
-            let _ = q.push(Outbound::Frame(f.clone()), t0);
+            let _ = q.push(Outbound::Frame(Bytes::from(f.clone())), t0);
             frames.push(f);
         }
         assert!(q.merges() >= 1);
@@ -589,7 +611,7 @@ mod tests {
         // Every frame, byte for byte, in order.
         assert_eq!(frames_in(&items), frames);
         // The first frame still precedes all document content.
-        assert_eq!(items[0], Outbound::Frame(vec![0xF0, 0]));
+        assert_eq!(items[0], Outbound::Frame(Bytes::from(vec![0xF0, 0])));
         // Updates were merged, content intact.
         assert!(updates_in(&items).len() < updates.len());
         assert_eq!(text_of(&updates_in(&items)), text_of(&updates));
@@ -599,10 +621,13 @@ mod tests {
     fn a_lone_item_larger_than_the_limit_is_accepted() {
         let t0 = Instant::now();
         let mut q = OutboundQueue::new(10, Duration::from_secs(1));
-        q.push(Outbound::Frame(vec![0; 100]), t0).unwrap();
+        q.push(Outbound::Frame(Bytes::from(vec![0; 100])), t0)
+            .unwrap();
         assert_eq!(q.bytes(), 100);
         // A second item is backlog over the limit; frames cannot be merged.
-        let e = q.push(Outbound::Frame(vec![0; 1]), t0).unwrap_err();
+        let e = q
+            .push(Outbound::Frame(Bytes::from(vec![0; 1])), t0)
+            .unwrap_err();
         assert_eq!(e.queued_bytes, 101);
         assert_eq!(q.len(), 2);
     }

@@ -8,7 +8,7 @@ use axum_server::accept::NoDelayAcceptor;
 use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
-use crate::room::RoomConfig;
+use crate::registry::RoomConfig;
 use crate::server::{Relay, ServerConfig};
 use crate::storage::Storage;
 use crate::token::Secret;

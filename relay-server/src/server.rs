@@ -14,14 +14,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::StreamExt;
+use neuroplex_core::doc::room::decode_yjs;
 use neuroplex_core::doc::{CloseCode, Frame};
 use tokio::sync::{mpsc, watch};
-use yrs::sync::MessageReader;
-use yrs::updates::decoder::DecoderV1;
 
 use crate::metrics::{Direction, Endpoint, Metrics};
 use crate::outbox::{Outbox, write_loop};
-use crate::room::{Input, RoomConfig, Rooms};
+use crate::registry::{Input, RoomConfig, Rooms};
 use crate::storage::Storage;
 
 /// How long a closing connection waits for the client's close frame.
@@ -295,21 +294,16 @@ impl Relay {
                 }
             };
             let input = match endpoint {
-                Endpoint::Yjs => match decode_yjs(&bytes) {
+                Endpoint::Yjs => match decode_yjs(&self.config.room.limits(), &bytes) {
                     Ok(messages) => {
                         for m in &messages {
-                            self.metrics.message(Direction::In, yjs_kind(m), 0);
+                            self.metrics.message(Direction::In, m.kind(), 0);
                         }
                         self.metrics.message(Direction::In, "frame", bytes.len());
                         Input::Yjs { id, messages }
                     }
                     Err(e) => {
-                        self.refuse(
-                            out,
-                            "malformed",
-                            CloseCode::MALFORMED,
-                            format!("undecodable y-websocket message: {e}"),
-                        );
+                        self.refuse(out, e.metric(), e.close_code(), e.to_string());
                         return;
                     }
                 },
@@ -354,30 +348,6 @@ fn is_too_large(e: &axum::Error) -> bool {
     }
     let text = e.to_string();
     text.contains("Space limit exceeded") || text.contains("too long") || text.contains("Capacity")
-}
-
-/// Reads every message of one client frame (a frame may hold several).
-fn decode_yjs(bytes: &[u8]) -> Result<Vec<yrs::sync::Message>, String> {
-    let mut decoder = DecoderV1::from(bytes);
-    let messages: Result<Vec<_>, _> = MessageReader::new(&mut decoder).collect();
-    let messages = messages.map_err(|e| e.to_string())?;
-    if messages.is_empty() {
-        return Err("empty frame".into());
-    }
-    Ok(messages)
-}
-
-fn yjs_kind(m: &yrs::sync::Message) -> &'static str {
-    use yrs::sync::{Message, SyncMessage};
-    match m {
-        Message::Sync(SyncMessage::SyncStep1(_)) => "sync_step1",
-        Message::Sync(SyncMessage::SyncStep2(_)) => "sync_step2",
-        Message::Sync(SyncMessage::Update(_)) => "update",
-        Message::Awareness(_) => "awareness",
-        Message::AwarenessQuery => "awareness_query",
-        Message::Auth(_) => "auth",
-        Message::Custom(..) => "custom",
-    }
 }
 
 fn unix_now() -> u64 {

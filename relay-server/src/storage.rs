@@ -14,39 +14,11 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use neuroplex_core::doc::Snapshot;
+
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-/// What a log entry holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EntryKind {
-    /// A Yjs update (v1).
-    Yrs = 1,
-    /// A CRDT delta (codec encoding of a `Causal<DocStore>`).
-    Crdt = 2,
-}
-
-impl EntryKind {
-    fn from_i64(v: i64) -> Result<Self, StorageError> {
-        match v {
-            1 => Ok(EntryKind::Yrs),
-            2 => Ok(EntryKind::Crdt),
-            _ => Err(StorageError(format!("unknown log entry kind {v}"))),
-        }
-    }
-}
-
-/// One update to append to a room's log, with the sequence number the room
-/// gave it.
-#[derive(Clone, Debug)]
-pub struct Entry {
-    /// Room-local sequence number, increasing.
-    pub seq: u64,
-    /// What the bytes are.
-    pub kind: EntryKind,
-    /// The update, as received (already validated).
-    pub data: Vec<u8>,
-}
+pub use neuroplex_core::doc::room::{EntryKind, LogEntry as Entry, SetAside};
 
 /// A room as stored: its snapshot (if compacted) and the log after it.
 #[derive(Debug, Default)]
@@ -98,6 +70,11 @@ enum Job {
         room: String,
         upto: u64,
         snapshot: Snapshot,
+        done: oneshot::Sender<Result<(), StorageError>>,
+    },
+    SetAside {
+        room: String,
+        items: Vec<SetAside>,
         done: oneshot::Sender<Result<(), StorageError>>,
     },
 }
@@ -172,6 +149,16 @@ impl Storage {
                 seq INTEGER NOT NULL,
                 crdt BLOB NOT NULL,
                 yrs BLOB NOT NULL
+            );
+            -- What a room could not load: kept for an operator to look at,
+            -- out of the way of every later load.
+            CREATE TABLE IF NOT EXISTS set_aside (
+                room TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                kind INTEGER NOT NULL,
+                from_snapshot INTEGER NOT NULL,
+                data BLOB NOT NULL,
+                error TEXT NOT NULL
             );",
         )?;
         let (tx, rx) = std_mpsc::channel();
@@ -244,6 +231,21 @@ impl Storage {
             .map_err(|_| StorageError("the writer has stopped".into()))?
     }
 
+    /// Moves what a room could not load out of its log (or snapshot) into
+    /// the `set_aside` table. Returns once committed.
+    pub async fn set_aside(&self, room: &str, items: Vec<SetAside>) -> Result<(), StorageError> {
+        let (done, wait) = oneshot::channel();
+        self.jobs
+            .send(Job::SetAside {
+                room: room.to_owned(),
+                items,
+                done,
+            })
+            .map_err(|_| StorageError("the writer has stopped".into()))?;
+        wait.await
+            .map_err(|_| StorageError("the writer has stopped".into()))?
+    }
+
     /// Reads a room (on a blocking thread, through its own connection).
     pub async fn load(&self, room: &str) -> Result<Stored, StorageError> {
         let path = self.path.clone();
@@ -286,7 +288,8 @@ fn load_blocking(path: &Path, room: &str) -> Result<Stored, StorageError> {
         let (seq, kind, data) = row?;
         entries.push(Entry {
             seq: seq as u64,
-            kind: EntryKind::from_i64(kind)?,
+            kind: EntryKind::from_code(kind)
+                .ok_or_else(|| StorageError(format!("unknown log entry kind {kind}")))?,
             data,
         });
     }
@@ -380,7 +383,7 @@ fn write_loop(
 
 fn finish(job: Job, result: Result<(), StorageError>) {
     let done = match job {
-        Job::Append { done, .. } | Job::Compact { done, .. } => done,
+        Job::Append { done, .. } | Job::Compact { done, .. } | Job::SetAside { done, .. } => done,
     };
     let _ = done.send(result);
 }
@@ -395,7 +398,12 @@ fn commit(conn: &mut Connection, group: &[Job]) -> Result<(), rusqlite::Error> {
             match job {
                 Job::Append { room, entries, .. } => {
                     for e in entries {
-                        insert.execute(params![room, e.seq as i64, e.kind as i64, e.data])?;
+                        insert.execute(params![
+                            room,
+                            e.seq as i64,
+                            i64::from(e.kind.code()),
+                            e.data
+                        ])?;
                     }
                 }
                 Job::Compact {
@@ -419,10 +427,51 @@ fn commit(conn: &mut Connection, group: &[Job]) -> Result<(), rusqlite::Error> {
                         params![room, *upto as i64],
                     )?;
                 }
+                Job::SetAside { room, items, .. } => {
+                    for item in items {
+                        set_aside(&tx, room, item)?;
+                    }
+                }
             }
         }
     }
     tx.commit()
+}
+
+fn set_aside(tx: &rusqlite::Transaction<'_>, room: &str, item: &SetAside) -> rusqlite::Result<()> {
+    let kind = i64::from(item.kind.code());
+    match item.seq {
+        Some(seq) => {
+            tx.execute(
+                "INSERT INTO set_aside (room, seq, kind, from_snapshot, data, error)
+                 SELECT room, seq, kind, 0, data, ?3 FROM updates WHERE room = ?1 AND seq = ?2",
+                params![room, seq as i64, item.error],
+            )?;
+            tx.execute(
+                "DELETE FROM updates WHERE room = ?1 AND seq = ?2",
+                params![room, seq as i64],
+            )?;
+        }
+        None => {
+            // One half of the snapshot: keep it aside, empty it in place.
+            let column = match item.kind {
+                EntryKind::Yrs => "yrs",
+                EntryKind::Crdt => "crdt",
+            };
+            tx.execute(
+                &format!(
+                    "INSERT INTO set_aside (room, seq, kind, from_snapshot, data, error)
+                     SELECT room, seq, ?2, 1, {column}, ?3 FROM snapshots WHERE room = ?1"
+                ),
+                params![room, kind, item.error],
+            )?;
+            tx.execute(
+                &format!("UPDATE snapshots SET {column} = x'' WHERE room = ?1"),
+                params![room],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -115,10 +115,16 @@ impl CloseCode {
     pub const TOO_LARGE: u16 = 4413;
     /// A text frame: both protocols are binary.
     pub const TEXT_FRAME: u16 = 4415;
+    /// A value nested deeper than the protocol allows (an update's values,
+    /// a JSON state).
+    pub const TOO_NESTED: u16 = 4420;
     /// A Yjs update that yrs cannot decode or integrate.
     pub const BAD_UPDATE: u16 = 4422;
     /// The peer speaks another native protocol version.
     pub const UNSUPPORTED_PROTOCOL: u16 = 4426;
+    /// Too many of something: messages in one frame, presence ids held by
+    /// one connection.
+    pub const TOO_MANY: u16 = 4429;
     /// The relay failed (storage error, for one): reconnect later.
     pub const INTERNAL: u16 = 4500;
     /// The connection could not keep up with its room: reconnect and

@@ -9,9 +9,13 @@
 //! session are arguments).
 
 mod frame;
+pub mod guard;
 mod presence;
+pub mod room;
 mod shared;
+pub mod yws;
 
 pub use frame::{CloseCode, Frame, PROTOCOL_VERSION};
 pub use presence::{PresenceEntry, PresenceMap};
+pub use room::{ConnId, Protocol, Room, RoomLimits};
 pub use shared::{DocError, DocStore, SharedDoc, Snapshot};

@@ -34,18 +34,22 @@ impl PresenceMap {
         Self::default()
     }
 
+    /// Whether `e` would replace what is known of its client.
+    pub fn would_change(&self, e: &PresenceEntry) -> bool {
+        match self.entries.get(&e.client) {
+            None => true,
+            Some((clock, state)) => {
+                e.clock > *clock || (e.clock == *clock && e.state.is_none() && state.is_some())
+            }
+        }
+    }
+
     /// Applies entries from one client connection; returns those that
     /// changed the map (to be sent to everyone).
     pub fn apply(&mut self, entries: Vec<PresenceEntry>) -> Vec<PresenceEntry> {
         let mut changed = Vec::new();
         for e in entries {
-            let newer = match self.entries.get(&e.client) {
-                None => true,
-                Some((clock, state)) => {
-                    e.clock > *clock || (e.clock == *clock && e.state.is_none() && state.is_some())
-                }
-            };
-            if newer {
+            if self.would_change(&e) {
                 self.entries.insert(e.client, (e.clock, e.state.clone()));
                 changed.push(e);
             }
@@ -71,6 +75,19 @@ impl PresenceMap {
             }
         }
         out
+    }
+
+    /// Drops what is known of `client` if it is a removal (to bound the
+    /// removals remembered).
+    pub fn forget_removed(&mut self, client: u64) {
+        if self.entries.get(&client).is_some_and(|(_, s)| s.is_none()) {
+            self.entries.remove(&client);
+        }
+    }
+
+    /// Clients known, present or removed.
+    pub fn known(&self) -> usize {
+        self.entries.len()
     }
 
     /// Everyone present now, for a client that just joined.

@@ -23,6 +23,8 @@ pub type DocStore = ORMap<String, Value>;
 pub enum DocError {
     /// The bytes are not a Yjs update (v1) or state vector.
     BadYrsEncoding(String),
+    /// A value in the update is nested deeper than allowed.
+    TooDeep(String),
     /// yrs decoded the update but refused to integrate it.
     YrsRejected(String),
     /// yrs panicked while integrating the update: discard this document.
@@ -36,6 +38,7 @@ impl core::fmt::Display for DocError {
         match self {
             DocError::BadYrsEncoding(e) => write!(f, "not a valid Yjs update: {e}"),
             DocError::YrsRejected(e) => write!(f, "Yjs update refused: {e}"),
+            DocError::TooDeep(e) => write!(f, "Yjs update refused: {e}"),
             DocError::Panicked => write!(f, "Yjs update made the decoder fail"),
             DocError::Sync(e) => write!(f, "{e}"),
         }
