@@ -61,7 +61,7 @@ impl OwnedPresence {
         entries: Vec<PresenceEntry>,
     ) -> Result<Applied, TooManyIds> {
         let mut applied = Applied::default();
-        for e in entries {
+        for mut e in entries {
             match self.owners.get(&e.client) {
                 Some(&owner) if owner != conn => {
                     // Honest y-websocket clients echo every awareness change
@@ -80,6 +80,15 @@ impl OwnedPresence {
                     }
                     if owned.len() >= max_ids {
                         return Err(TooManyIds);
+                    }
+                    // A client coming back after its connection left meets
+                    // the removal the room made at one clock past its last
+                    // state: its first entry is stamped past that, so it
+                    // shows at once (clients adopt a higher clock for their
+                    // own id, as y-protocols' awareness does).
+                    if !self.map.would_change(&e) {
+                        let known = self.map.clock(e.client).unwrap_or(0);
+                        e.clock = known.wrapping_add(1);
                     }
                 }
             }
@@ -168,10 +177,11 @@ mod tests {
         let r = p.apply(2, &mut b, 4, vec![e(10, 1, Some("{}"))]).unwrap();
         assert_eq!(r.spoofed, 0);
         assert_eq!(p.present(), vec![e(10, 1, Some("{}"))]);
-        // Once the owner leaves, the id is free.
+        // Once the owner leaves, the id is free; a first entry at or below
+        // the removal's clock is stamped past it.
         assert_eq!(p.leave(a), vec![e(10, 2, None)]);
-        let r = p.apply(2, &mut b, 4, vec![e(10, 3, Some("{}"))]).unwrap();
-        assert_eq!(r.changed.len(), 1);
+        let r = p.apply(2, &mut b, 4, vec![e(10, 1, Some("{}"))]).unwrap();
+        assert_eq!(r.changed, vec![e(10, 3, Some("{}"))]);
     }
 
     #[test]
