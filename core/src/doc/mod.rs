@@ -9,6 +9,7 @@
 //! session are arguments).
 
 mod frame;
+pub mod guard;
 mod presence;
 mod shared;
 
