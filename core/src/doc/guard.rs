@@ -13,7 +13,9 @@
 //! - varints that overflow the type yrs reads them into, and clocks that
 //!   overflow `u32` (both panic in a debug build of yrs and wrap in release);
 //! - bytes left over after the update (yrs ignores them; no encoder emits
-//!   them, and a relay must not forward them).
+//!   them, and a relay must not forward them);
+//! - legacy JSON content, which yrs 0.28 cannot decode from its own
+//!   encoding (a stored snapshot holding one would never load again).
 //!
 //! It reads every byte at the same offset as yrs, so what it accepts is what
 //! yrs will decode: the walker cannot be tricked into seeing a string where
@@ -111,7 +113,6 @@ const MIN_DS_RANGE: u64 = 2; // clock, length
 const MIN_SV_ENTRY: u64 = 2; // client, clock
 const MIN_ANY: u64 = 1; // tag
 const MIN_MAP_ENTRY: u64 = 2; // key length, value tag
-const MIN_STRING: u64 = 1; // length
 
 /// Checks that `bytes` is one Yjs update, v1 encoding, that yrs 0.28 can
 /// decode without deep recursion or outsized reservations, and nothing more.
@@ -229,23 +230,14 @@ fn block(r: &mut Reader<'_>, max_depth: usize) -> Result<u32> {
 fn content(r: &mut Reader<'_>, kind: u8, max_depth: usize) -> Result<u32> {
     match kind {
         CONTENT_DELETED => r.var_u32(),
-        CONTENT_JSON => {
-            // yrs 0.28 reads `len + 1` strings here (`while remaining >= 0`)
-            // and takes `len` as an i32; follow it byte for byte.
-            let len = r.var_u32()?;
-            if len > i32::MAX as u32 {
-                return Err(GuardError::ClaimTooLarge {
-                    claimed: len.into(),
-                    remaining: r.remaining(),
-                });
-            }
-            let strings = len + 1;
-            r.claim(strings.into(), MIN_STRING)?;
-            for _ in 0..strings {
-                check_json_depth(r.string()?, max_depth)?;
-            }
-            Ok(strings)
-        }
+        // Legacy JSON content (Yjs before v13 wrote it; no current encoder
+        // does). yrs 0.28 reads `len + 1` strings where it writes `len`, so
+        // it cannot re-read its own encoding of such an item: accepting one
+        // would poison every later snapshot of the document. Yjs itself
+        // reads `len`, so yrs also misreads what Yjs wrote. Refused.
+        CONTENT_JSON => Err(GuardError::Malformed(
+            "legacy JSON content (yrs 0.28 cannot round-trip it)",
+        )),
         CONTENT_BINARY => {
             r.bytes()?;
             Ok(1)
@@ -693,11 +685,12 @@ mod tests {
     }
 
     #[test]
-    fn json_content_reads_len_plus_one_strings() {
-        // JSON content with len 0 holds one string for yrs.
-        let b = [1, 1, 1, 0, CONTENT_JSON, 1, 1, b'a', 0, 2, b'[', b']', 0];
-        assert_eq!(check_update_v1(&b, MAX_DEPTH), Ok(()));
-        assert_eq!(check_update_v1(&b, 0).map_err(|_| ()), Err(()));
+    fn legacy_json_content_is_refused() {
+        let b = [1, 1, 1, 0, CONTENT_JSON, 1, 1, b'a', 0, 1, b'1', 0];
+        assert!(matches!(
+            check_update_v1(&b, MAX_DEPTH),
+            Err(GuardError::Malformed(_))
+        ));
     }
 
     #[test]
