@@ -649,3 +649,28 @@ fn probe_yrs_stack() {
         .join()
         .unwrap();
 }
+
+/// Found by the `yjs_update` fuzz target: an origin whose client id has
+/// bits above 53 made yrs's `ClientID::new` assert (debug) — in release it
+/// ORs them away and two clients become one. Refused now.
+#[test]
+fn client_ids_above_53_bits_are_refused() {
+    let crash = [
+        0x01, 0x03, 0x01, 0xff, 0x02, 0x03, 0x00, 0x05, 0x01, 0x01, 0x74, 0x07, 0x02, 0x7b, 0x2f,
+        0x00, 0x07, 0xf5, 0x01, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0xce, 0x74, 0x02, 0x05, 0x02,
+        0x05, 0x00, 0x22, 0x00,
+    ];
+    assert_eq!(
+        check_update_v1(&crash, MAX_DEPTH),
+        Err(GuardError::Malformed("a client id of 2^53 or more"))
+    );
+    let mut big = Vec::new();
+    varint(1 << 53, &mut big);
+    // As the section's client, in the delete set and in a state vector.
+    let section = [vec![1, 1], big.clone(), vec![0, 0, 1, 0]].concat();
+    let ds = [vec![0, 1], big.clone(), vec![0]].concat();
+    let sv = [vec![1], big, vec![0]].concat();
+    assert!(check_update_v1(&section, MAX_DEPTH).is_err());
+    assert!(check_update_v1(&ds, MAX_DEPTH).is_err());
+    assert!(check_state_vector_v1(&sv).is_err());
+}

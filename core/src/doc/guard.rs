@@ -10,8 +10,9 @@
 //!
 //! - any count or length larger than the bytes that remain could hold;
 //! - `Any` values (and JSON carried in content) nested deeper than a limit;
-//! - varints that overflow the type yrs reads them into, and clocks that
-//!   overflow `u32` (both panic in a debug build of yrs and wrap in release);
+//! - varints that overflow the type yrs reads them into, clocks that
+//!   overflow `u32` and client ids of 2^53 or more (each panics in a debug
+//!   build of yrs and silently wraps or merges in release);
 //! - bytes left over after the update (yrs ignores them; no encoder emits
 //!   them, and a relay must not forward them);
 //! - legacy JSON content, which yrs 0.28 cannot decode from its own
@@ -123,7 +124,7 @@ pub fn check_update_v1(bytes: &[u8], max_depth: usize) -> core::result::Result<(
     let clients = r.count_u32(MIN_CLIENT_SECTION)?;
     for _ in 0..clients {
         let blocks = r.count_u32(MIN_BLOCK)?;
-        let _client = r.var_u64()?;
+        r.client()?;
         let mut clock = r.var_u32()?;
         for _ in 0..blocks {
             let len = block(&mut r, max_depth)?;
@@ -143,7 +144,7 @@ pub fn check_state_vector_v1(bytes: &[u8]) -> core::result::Result<(), GuardErro
     let mut r = Reader::new(bytes);
     let entries = r.count_u32(MIN_SV_ENTRY)?;
     for _ in 0..entries {
-        r.var_u64()?;
+        r.client()?;
         r.var_u32()?;
     }
     r.finish()
@@ -312,7 +313,7 @@ fn weak_link(r: &mut Reader<'_>) -> Result<()> {
 fn delete_set(r: &mut Reader<'_>) -> Result<()> {
     let clients = r.count_u32(MIN_DS_CLIENT)?;
     for _ in 0..clients {
-        r.var_u64()?;
+        r.client()?;
         let ranges = r.count_u32(MIN_DS_RANGE)?;
         for _ in 0..ranges {
             let clock = r.var_u32()?;
@@ -484,9 +485,20 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    /// An item id: client (u64), clock (u32).
+    /// A client id: yrs (`ClientID::new`) keeps 53 bits, asserts the rest
+    /// is zero in a debug build and ORs it away in release (two ids would
+    /// become one).
+    fn client(&mut self) -> Result<u64> {
+        let id = self.var_u64()?;
+        if id >> 53 != 0 {
+            return Err(GuardError::Malformed("a client id of 2^53 or more"));
+        }
+        Ok(id)
+    }
+
+    /// An item id: client (53 bits), clock (u32).
     fn id(&mut self) -> Result<()> {
-        self.var_u64()?;
+        self.client()?;
         self.var_u32()?;
         Ok(())
     }
@@ -620,11 +632,23 @@ mod tests {
         sv.extend_from_slice(&[0x80; 10]);
         sv.extend_from_slice(&[0x01, 0]);
         assert!(check_state_vector_v1(&sv).is_err());
-        // u64::MAX as a client id is fine.
+        // u64::MAX is a u64, but not a client id (53 bits).
         let mut sv = vec![1];
         sv.extend_from_slice(&[0xff; 9]);
         sv.extend_from_slice(&[0x01, 0]);
+        assert_eq!(
+            check_state_vector_v1(&sv),
+            Err(GuardError::Malformed("a client id of 2^53 or more"))
+        );
+        // 2^53 - 1 is the largest: 7 * 7 = 49 bits, then 4 more.
+        let mut sv = vec![1];
+        sv.extend_from_slice(&[0xff; 7]);
+        sv.extend_from_slice(&[0x0f, 0]);
         assert_eq!(check_state_vector_v1(&sv), Ok(()));
+        let mut sv = vec![1];
+        sv.extend_from_slice(&[0x80; 7]);
+        sv.extend_from_slice(&[0x10, 0]);
+        assert!(check_state_vector_v1(&sv).is_err());
     }
 
     #[test]
