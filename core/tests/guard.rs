@@ -674,3 +674,23 @@ fn client_ids_above_53_bits_are_refused() {
     assert!(check_update_v1(&ds, MAX_DEPTH).is_err());
     assert!(check_state_vector_v1(&sv).is_err());
 }
+
+/// Found by the `yjs_update` fuzz target, and beyond the guard: a
+/// well-formed update (a GC block at clock ~2^31, a delete range at 8..33 of
+/// the same client) makes yrs 0.28 underflow in `BlockStore::find_index`
+/// while integrating. The encoding is valid; the panic depends on the
+/// document's state. `SharedDoc` catches it (`Panicked`: discard the doc) —
+/// but in wasm, where panics abort, it is a trap.
+#[test]
+fn a_yrs_integration_panic_is_caught() {
+    let bytes = [1, 1, 0, 136, 136, 136, 136, 9, 0, 97, 1, 0, 1, 8, 25];
+    assert_eq!(check_update_v1(&bytes, MAX_DEPTH), Ok(()));
+    assert!(Update::decode_v1(&bytes).is_ok());
+    let result = new_doc(1).apply_yrs_update(&bytes);
+    // A debug build of yrs panics on the underflow; a release build may
+    // wrap into an out-of-bounds index (also a panic) or carry on.
+    assert!(
+        matches!(result, Err(DocError::Panicked) | Ok(_)),
+        "{result:?}"
+    );
+}
