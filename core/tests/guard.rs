@@ -694,3 +694,39 @@ fn a_yrs_integration_panic_is_caught() {
         "{result:?}"
     );
 }
+
+/// Found by the `yjs_update` fuzz target: an update naming the same client
+/// in several sections made yrs overflow a clock when it later merged its
+/// own pending structs (in `encode_state_as_update_v1`). Encoders write each
+/// client once, in descending order; the guard insists.
+#[test]
+fn repeated_or_unordered_client_sections_are_refused() {
+    let crash = "BgEFAQoKCgoGAQURAQIKCgr/////CgoKCgoKCgABAQAIATABAQEAEgoKCgoKCv////8KCgoK//8FAQECAWEBAQEBAf9hAAEKCgEKCgoKCgoKCgotCgASASMBAQEKCgoKCgoKCgoKABIBAAIBIwEBAQEBAQEBASNdAQEBAQEBAQEACAEBAQph";
+    let crash = base64(crash);
+    assert!(matches!(
+        check_update_v1(&crash, MAX_DEPTH),
+        Err(GuardError::Malformed(_))
+    ));
+    // Two sections, one GC block each: clients 2 then 1 pass; 1 then 2, or
+    // 1 twice, do not.
+    let two = |a: u8, b: u8| [2, 1, a, 0, 0, 1, 1, b, 0, 0, 1, 0];
+    assert_eq!(check_update_v1(&two(2, 1), MAX_DEPTH), Ok(()));
+    assert!(check_update_v1(&two(1, 2), MAX_DEPTH).is_err());
+    assert!(check_update_v1(&two(1, 1), MAX_DEPTH).is_err());
+}
+
+fn base64(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.bytes().filter(|&c| c != b'=') {
+        let v = ALPHABET.iter().position(|&a| a == c).expect("base64") as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}

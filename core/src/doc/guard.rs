@@ -15,6 +15,8 @@
 //!   build of yrs and silently wraps or merges in release);
 //! - bytes left over after the update (yrs ignores them; no encoder emits
 //!   them, and a relay must not forward them);
+//! - client sections out of order or repeated (every encoder writes each
+//!   client once, highest first; yrs mishandles a repeated one);
 //! - legacy JSON content, which yrs 0.28 cannot decode from its own
 //!   encoding (a stored snapshot holding one would never load again).
 //!
@@ -122,9 +124,19 @@ const MIN_MAP_ENTRY: u64 = 2; // key length, value tag
 pub fn check_update_v1(bytes: &[u8], max_depth: usize) -> core::result::Result<(), GuardError> {
     let mut r = Reader::new(bytes);
     let clients = r.count_u32(MIN_CLIENT_SECTION)?;
+    let mut previous: Option<u64> = None;
     for _ in 0..clients {
         let blocks = r.count_u32(MIN_BLOCK)?;
-        r.client()?;
+        let client = r.client()?;
+        // Every Yjs and yrs encoder writes each client once, highest first.
+        // yrs appends a repeated client's blocks to the first section's,
+        // out of clock order, and its own merge of them overflows a clock.
+        if previous.is_some_and(|p| client >= p) {
+            return Err(GuardError::Malformed(
+                "client sections not in strictly descending client order",
+            ));
+        }
+        previous = Some(client);
         let mut clock = r.var_u32()?;
         for _ in 0..blocks {
             let len = block(&mut r, max_depth)?;
