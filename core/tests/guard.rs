@@ -561,31 +561,32 @@ fn huge_claims_are_refused_without_allocating() {
     };
     let n = 1u64 << 32;
     let max32 = u64::from(u32::MAX);
-    let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
-    // 2^32 - 1 clients.
-    cases.push(("clients", [big(max32), vec![0]].concat()));
-    // One client with 2^32 - 1 structs.
-    cases.push(("structs", [vec![1], big(max32), vec![1, 0, 0]].concat()));
-    // Empty struct list, then a delete set claiming 2^32 - 1 clients.
-    cases.push(("ds clients", [vec![0], big(max32)].concat()));
-    // A delete set client with 2^32 - 1 ranges.
-    cases.push((
-        "ds ranges",
-        [vec![0, 1, 1], big(max32), vec![0, 0]].concat(),
-    ));
-    // An Any content of 2^32 - 1 values, an Any array / map of 2^32 and
-    // 2^40 entries, a string and a buffer of 2^32 - 1 bytes.
-    cases.push(("any content", item_update(8, &big(max32))));
-    cases.push((
-        "any array",
-        item_update(8, &[vec![1, 117], big(n)].concat()),
-    ));
-    cases.push((
-        "any map",
-        item_update(8, &[vec![1, 118], big(1 << 40)].concat()),
-    ));
-    cases.push(("string", item_update(4, &big(max32))));
-    cases.push(("buffer", item_update(3, &big(max32))));
+    let cases: [(&str, Vec<u8>); 9] = [
+        // 2^32 - 1 clients.
+        ("clients", [big(max32), vec![0]].concat()),
+        // One client with 2^32 - 1 structs.
+        ("structs", [vec![1], big(max32), vec![1, 0, 0]].concat()),
+        // Empty struct list, then a delete set claiming 2^32 - 1 clients.
+        ("ds clients", [vec![0], big(max32)].concat()),
+        // A delete set client with 2^32 - 1 ranges.
+        (
+            "ds ranges",
+            [vec![0, 1, 1], big(max32), vec![0, 0]].concat(),
+        ),
+        // An Any content of 2^32 - 1 values, an Any array / map of 2^32 and
+        // 2^40 entries, a string and a buffer of 2^32 - 1 bytes.
+        ("any content", item_update(8, &big(max32))),
+        (
+            "any array",
+            item_update(8, &[vec![1, 117], big(n)].concat()),
+        ),
+        (
+            "any map",
+            item_update(8, &[vec![1, 118], big(1 << 40)].concat()),
+        ),
+        ("string", item_update(4, &big(max32))),
+        ("buffer", item_update(3, &big(max32))),
+    ];
     for (name, bytes) in &cases {
         let (result, allocated) = allocated_by(|| check_update_v1(bytes, MAX_DEPTH));
         assert!(
