@@ -73,7 +73,8 @@ enum Attack {
 }
 
 impl Attack {
-    const ALL: [Attack; 10] = [
+    const ALL: [Attack; 11] = [
+        Attack::DeepUpdate,
         Attack::DeepPresence,
         Attack::QueryFlood,
         Attack::Step1Flood,
@@ -193,7 +194,7 @@ impl World {
             clients.push(Client {
                 role: Role::Hostile {
                     attack,
-                    id: 1 << 50 | (seed << 8) | h as u64,
+                    id: (1 << 50) | ((seed & 0xffff_ffff) << 6) | ((h as u64) << 3),
                     done: false,
                 },
                 conn: None,
@@ -259,7 +260,8 @@ impl World {
             return;
         };
         self.conns.remove(&id);
-        self.inbox.retain(|e| !matches!(e, Event::Frame(cid, _) if *cid == id));
+        self.inbox
+            .retain(|e| !matches!(e, Event::Frame(cid, _) if *cid == id));
         self.inbox.push_back(Event::Leave(id));
         if let Role::Honest(y) = &mut self.clients[c].role {
             y.presence = PresenceMap::new();
@@ -278,7 +280,11 @@ impl World {
             let len = text.len(&txn);
             match r % 4 {
                 0 | 1 => {
-                    let at = if len == 0 { 0 } else { (r >> 8) as u32 % (len + 1) };
+                    let at = if len == 0 {
+                        0
+                    } else {
+                        (r >> 8) as u32 % (len + 1)
+                    };
                     text.insert(&mut txn, at, &format!("{}{} ", y.name, r % 97));
                 }
                 2 if len > 0 => {
@@ -333,7 +339,12 @@ impl World {
         let Some(id) = self.clients[c].conn else {
             return;
         };
-        let Role::Hostile { attack, id: me, done } = &mut self.clients[c].role else {
+        let Role::Hostile {
+            attack,
+            id: me,
+            done,
+        } = &mut self.clients[c].role
+        else {
             return;
         };
         if *done {
@@ -392,6 +403,9 @@ impl World {
                 ]
             }
         };
+        if std::env::var("ROOM_SIM_DEBUG").is_ok() {
+            eprintln!("attack {:?} conn {id} frames {}", attack, frames.len());
+        }
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.up.extend(frames);
         }
@@ -442,6 +456,9 @@ impl World {
         for c in &out.closes {
             if let Some(conn) = self.conns.get_mut(&c.conn) {
                 conn.closed = Some(c.code);
+                if std::env::var("ROOM_SIM_DEBUG").is_ok() {
+                    eprintln!("close {} {} {}", c.conn, c.code, c.reason);
+                }
             }
         }
         for s in out.sends {
@@ -459,13 +476,21 @@ impl World {
             let frame = yws::update(u);
             for id in &in_room {
                 if id != from {
-                    self.conns.get_mut(id).expect("conn").down.push_back(frame.clone());
+                    self.conns
+                        .get_mut(id)
+                        .expect("conn")
+                        .down
+                        .push_back(frame.clone());
                 }
             }
         }
         if let Some(p) = out.presence {
             for id in &in_room {
-                self.conns.get_mut(id).expect("conn").down.push_back(p.yjs.clone());
+                self.conns
+                    .get_mut(id)
+                    .expect("conn")
+                    .down
+                    .push_back(p.yjs.clone());
             }
         }
     }
@@ -501,6 +526,7 @@ impl World {
     /// The relay process dies and comes back from its storage; every
     /// connection drops, and whatever was not committed never happened.
     fn restart(&mut self) {
+        let before = self.room.doc().yrs().transact().state_vector();
         let (room, set_aside) = Room::restore(
             self.rng.next_u64(),
             self.rng.next_u64(),
@@ -508,7 +534,12 @@ impl World {
             self.disk.snapshot.as_ref().map(|(s, snap)| (*s, snap)),
             &self.disk.log,
         );
-        assert!(set_aside.is_empty(), "the room's own log did not load: {set_aside:?}");
+        assert!(
+            set_aside.is_empty(),
+            "the room's own log did not load: {set_aside:?}"
+        );
+        let after = room.doc().yrs().transact().state_vector();
+        assert_eq!(before, after, "the restarted room lost stored updates");
         self.room = room;
         self.inbox.clear();
         for c in 0..self.clients.len() {
@@ -566,7 +597,10 @@ impl World {
         }
         for round in 0..10_000 {
             let busy = !self.inbox.is_empty()
-                || self.conns.values().any(|c| !c.up.is_empty() || !c.down.is_empty() || c.closed.is_some());
+                || self
+                    .conns
+                    .values()
+                    .any(|c| !c.up.is_empty() || !c.down.is_empty() || c.closed.is_some());
             if !busy && round > 0 {
                 return Ok(());
             }
@@ -654,7 +688,10 @@ fn yjs_client_receive(y: &mut YjsClient, frame: &[u8]) -> Vec<Vec<u8>> {
             }
             yws::YwsMessage::SyncStep2(u) | yws::YwsMessage::Update(u) => {
                 let u = Update::decode_v1(&u).expect("relay update");
-                y.doc.transact_mut().apply_update(u).expect("relay update applies");
+                y.doc
+                    .transact_mut()
+                    .apply_update(u)
+                    .expect("relay update applies");
             }
             yws::YwsMessage::Awareness(entries) => {
                 let me = y.doc.client_id().get();
@@ -668,7 +705,11 @@ fn yjs_client_receive(y: &mut YjsClient, frame: &[u8]) -> Vec<Vec<u8>> {
                             // higher clock (the relay stamped our comeback
                             // past its removal) is adopted, as y-protocols'
                             // awareness does.
-                            if e.state.is_none() && e.clock >= y.clock {
+                            // Any other state of ours at or past our clock
+                            // (the stamp raced a change we made) is answered
+                            // by saying who we are again: a y-websocket
+                            // client's 15 s renewal does the same, later.
+                            if e.clock >= y.clock && e.state.as_deref() != Some(y.state.as_str()) {
                                 y.clock = e.clock;
                                 renew = true;
                             } else if e.clock > y.clock {
@@ -730,7 +771,22 @@ fn check(seed: u64) -> Result<(), String> {
         if let Role::Honest(y) = &c.role {
             let mine = content(&y.doc);
             if mine != room {
-                return Err(format!("client {i} diverged:\n  client {mine:?}\n  room   {room:?}"));
+                let sv_c = y.doc.transact().state_vector();
+                let sv_r = w.room.doc().yrs().transact().state_vector();
+                return Err(format!(
+                    "client {i} diverged: text {} vs room {} chars, map {} vs {}, room pending {:?}\n  client sv {sv_c:?}\n  room sv   {sv_r:?}",
+                    mine.0.len(),
+                    room.0.len(),
+                    mine.1 == room.1,
+                    true,
+                    w.room
+                        .doc()
+                        .yrs()
+                        .transact()
+                        .store()
+                        .pending_update()
+                        .map(|p| p.missing.clone()),
+                ));
             }
             online.push((y.doc.client_id().get(), y.state.clone()));
         }
@@ -806,10 +862,14 @@ fn check(seed: u64) -> Result<(), String> {
             // Its last connection attacked with nothing else in its way.
             match attack.expected_close() {
                 Some(code) if closed != [code] => {
-                    return Err(format!("{attack:?} was closed with {closed:?}, not [{code}]"));
+                    return Err(format!(
+                        "{attack:?} was closed with {closed:?}, not [{code}]"
+                    ));
                 }
                 None if !closed.is_empty() => {
-                    return Err(format!("{attack:?} should stay open, closed with {closed:?}"));
+                    return Err(format!(
+                        "{attack:?} should stay open, closed with {closed:?}"
+                    ));
                 }
                 _ => {}
             }

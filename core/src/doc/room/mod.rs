@@ -287,7 +287,10 @@ impl Room {
 
     /// A connection joins: the frames that start its conversation.
     pub fn join(&mut self, conn: ConnId, protocol: Protocol, writable: bool) {
-        self.conns.insert(conn, Conn::new(protocol, writable));
+        self.conns.insert(
+            conn,
+            Conn::new(protocol, writable, self.presence.removals()),
+        );
         let present = self.presence.present();
         let sv = self.doc.yrs_state_vector();
         match protocol {
@@ -609,7 +612,10 @@ impl Room {
             Protocol::Native => 1,
         };
         let mut owned = std::mem::take(&mut c.presence);
-        let result = self.presence.apply(conn, &mut owned, max_ids, entries);
+        let joined = c.joined;
+        let result = self
+            .presence
+            .apply(conn, joined, &mut owned, max_ids, entries);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.presence = owned;
         }
