@@ -42,6 +42,8 @@ use yrs::{GetString, Map, ReadTxn, StateVector, Text, Transact, Update};
 struct Disk {
     snapshot: Option<(u64, Snapshot)>,
     log: Vec<LogEntry>,
+    /// Everything ever stored (for diagnosis).
+    all: Vec<LogEntry>,
 }
 
 /// What a hostile client tries, and the close code it must get.
@@ -428,10 +430,17 @@ impl World {
     /// The relay takes a batch of inputs, commits, then sends.
     fn relay_batch(&mut self) {
         let n = self.rng.range(1, 33) as usize;
+        let debug = std::env::var("ROOM_SIM_DEBUG").is_ok();
+        let mut seen = Vec::new();
         for _ in 0..n {
             let Some(e) = self.inbox.pop_front() else {
                 break;
             };
+            if debug {
+                if let Event::Frame(id, b) = &e {
+                    seen.push((*id, b.clone()));
+                }
+            }
             match e {
                 Event::Join(id, writable) => self.room.join(id, Protocol::Yjs, writable),
                 Event::Frame(id, bytes) => self.room.receive(id, &bytes),
@@ -439,13 +448,46 @@ impl World {
             }
         }
         let mut batch = self.room.take_batch();
-        self.disk.log.extend(batch.take_entries());
+        let entries = batch.take_entries();
+        self.disk.all.extend(entries.iter().cloned());
+        if debug {
+            let (full, _) = Room::restore(1, 2, self.limits.clone(), None, &self.disk.all);
+            if clocks(full.doc().yrs()) != clocks(self.room.doc().yrs()) {
+                eprintln!(
+                    "diverged in this batch: live {:?} stored {:?}",
+                    clocks(self.room.doc().yrs()),
+                    clocks(full.doc().yrs())
+                );
+                for (id, b) in &seen {
+                    let m = yws::decode_frame(b, 1000, 1000);
+                    eprintln!(
+                        "  conn {id}: {:?}",
+                        m.map(|m| m
+                            .iter()
+                            .map(|x| match x {
+                                yws::YwsMessage::Update(u) | yws::YwsMessage::SyncStep2(u) =>
+                                    format!(
+                                        "{} {:?}",
+                                        x.kind(),
+                                        Update::decode_v1(u).map(|d| d.state_vector())
+                                    ),
+                                other => other.kind().to_string(),
+                            })
+                            .collect::<Vec<_>>())
+                    );
+                }
+                eprintln!("  stored {}", entries.len());
+            }
+        }
+        self.disk.log.extend(entries);
         let output = batch.committed();
         self.send(output);
         // Now and then the relay compacts (as the relay does when the log is
         // long), so restarts also load from a snapshot.
         if self.rng.chance(0.05) {
-            let (upto, snapshot) = self.room.snapshot();
+            let Some((upto, snapshot)) = self.room.snapshot() else {
+                return;
+            };
             self.disk.log.retain(|e| e.seq > upto);
             self.disk.snapshot = Some((upto, snapshot));
         }
@@ -526,7 +568,7 @@ impl World {
     /// The relay process dies and comes back from its storage; every
     /// connection drops, and whatever was not committed never happened.
     fn restart(&mut self) {
-        let before = self.room.doc().yrs().transact().state_vector();
+        let before = clocks(self.room.doc().yrs());
         let (room, set_aside) = Room::restore(
             self.rng.next_u64(),
             self.rng.next_u64(),
@@ -538,8 +580,20 @@ impl World {
             set_aside.is_empty(),
             "the room's own log did not load: {set_aside:?}"
         );
-        let after = room.doc().yrs().transact().state_vector();
-        assert_eq!(before, after, "the restarted room lost stored updates");
+        let after = clocks(room.doc().yrs());
+        if before != after {
+            let (full, _) = Room::restore(1, 2, self.limits.clone(), None, &self.disk.all);
+            let snap_only = self.disk.snapshot.as_ref().map(|(s, snap)| {
+                let (r, _) = Room::restore(1, 2, self.limits.clone(), Some((*s, snap)), &[]);
+                clocks(r.doc().yrs())
+            });
+            panic!(
+                "the restarted room lost stored updates: live {before:?}, restored {after:?}, from the whole log {:?}, snapshot alone {snap_only:?} (snapshot upto {:?}, log {} entries)",
+                clocks(full.doc().yrs()),
+                self.disk.snapshot.as_ref().map(|s| s.0),
+                self.disk.log.len()
+            );
+        }
         self.room = room;
         self.inbox.clear();
         for c in 0..self.clients.len() {
@@ -735,6 +789,16 @@ fn yjs_client_receive(y: &mut YjsClient, frame: &[u8]) -> Vec<Vec<u8>> {
         }
     }
     out
+}
+
+/// A document's state vector without zero entries (yrs keeps a client it
+/// saw with nothing integrated; a restored document does not).
+fn clocks(doc: &yrs::Doc) -> BTreeMap<u64, u32> {
+    let sv = doc.transact().state_vector();
+    sv.iter()
+        .filter(|(_, c)| **c > 0)
+        .map(|(id, c)| (id.get(), *c))
+        .collect()
 }
 
 /// What a document reads: the text and the map.
