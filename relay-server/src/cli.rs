@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve rooms over WebSocket (prints the bound address first).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a capability token for a room (on the last line).
     Token(TokenArgs),
 }
@@ -66,6 +66,43 @@ pub struct ServeArgs {
     /// Log entries after which a room's log is compacted into a snapshot.
     #[arg(long, env = "NEUROPLEX_COMPACT_ENTRIES", default_value_t = 1000)]
     pub compact_entries: usize,
+    /// Seconds of silence after which a WebSocket connection is pinged;
+    /// 0 never pings.
+    #[arg(long, env = "NEUROPLEX_PING_SECS", default_value_t = 30)]
+    pub ping_secs: u64,
+    /// Seconds a pinged connection has to answer (a pong or any frame)
+    /// before it is closed with 4508 [default: --ping-secs].
+    #[arg(long, env = "NEUROPLEX_PING_TIMEOUT_SECS")]
+    pub ping_timeout_secs: Option<u64>,
+    /// Seconds a new TCP connection has to complete its TLS handshake and
+    /// its HTTP request (the WebSocket upgrade included); later requests
+    /// on a kept-alive connection get as long for their headers.
+    #[arg(long, env = "NEUROPLEX_HANDSHAKE_SECS", default_value_t = 10)]
+    pub handshake_secs: u64,
+    /// WebSocket connections held at once; beyond, upgrades get HTTP 503.
+    #[arg(long, env = "NEUROPLEX_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// WebSocket connections held at once from one IP address; beyond,
+    /// upgrades get HTTP 503. Behind a reverse proxy every client has the
+    /// proxy's address: raise it there.
+    #[arg(long, env = "NEUROPLEX_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
+    /// A web origin (scheme://host[:port]) whose pages may connect;
+    /// repeatable. Without --secret-file only loopback pages (and clients
+    /// sending no Origin) may connect besides these; with it, tokens decide
+    /// and the Origin is checked only if this is given.
+    #[arg(
+        long = "allow-origin",
+        env = "NEUROPLEX_ALLOW_ORIGIN",
+        value_delimiter = ','
+    )]
+    pub allow_origin: Vec<String>,
+    /// Serve /metrics (and /healthz) on this address only, over plain HTTP.
+    /// Without it /metrics is on --listen, unless --secret-file is given:
+    /// then it is on 127.0.0.1:9787 (skipped with a warning if that port
+    /// is taken).
+    #[arg(long, env = "NEUROPLEX_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// `neuroplex-relay token`.
