@@ -32,13 +32,16 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, env = "NEUROPLEX_LISTEN", default_value = "127.0.0.1:8787")]
     pub listen: SocketAddr,
-    /// Data directory (created if missing).
+    /// Data directory (created 0700 if missing). One relay at a time: it
+    /// is locked through its `neuroplex.lock`.
     #[arg(long, env = "NEUROPLEX_DATA", default_value = "./neuroplex-data")]
     pub data: PathBuf,
-    /// Directory of static files served at `/`.
+    /// Directory of static files served at `/` (dotfiles never are; it may
+    /// not hold --data).
     #[arg(long = "static", env = "NEUROPLEX_STATIC")]
     pub static_dir: Option<PathBuf>,
-    /// File holding the token secret; with it, every connection needs a token.
+    /// File holding the token secret (at least 32 bytes); with it, every
+    /// connection needs a token.
     #[arg(long, env = "NEUROPLEX_SECRET_FILE")]
     pub secret_file: Option<PathBuf>,
     /// TLS certificate chain (PEM); serves wss:// with --tls-key.
@@ -108,7 +111,8 @@ pub struct ServeArgs {
 /// `neuroplex-relay token`.
 #[derive(Debug, Args)]
 pub struct TokenArgs {
-    /// File holding the secret (trailing whitespace is ignored).
+    /// File holding the secret (at least 32 bytes; trailing whitespace is
+    /// ignored).
     #[arg(long, env = "NEUROPLEX_SECRET_FILE")]
     pub secret_file: PathBuf,
     /// The room the token opens.
