@@ -130,4 +130,7 @@ impl CloseCode {
     /// The connection could not keep up with its room: reconnect and
     /// resync.
     pub const SLOW_CONSUMER: u16 = 4503;
+    /// The connection answered nothing (no pong, no frame) within the
+    /// relay's ping timeout: reconnect.
+    pub const PING_TIMEOUT: u16 = 4508;
 }
