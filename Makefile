@@ -86,7 +86,9 @@ bench-relay:
 # is printed with the command that replays it.
 SOAK_SYNC_SEEDS ?= 10000
 SOAK_BFT_SEEDS ?= 100000
+SOAK_ROOM_SEEDS ?= 20000
 soak: setup
+	NEUROPLEX_SEEDS=$(SOAK_ROOM_SEEDS) $(CARGO) test --release -p neuroplex-core --all-features --test room_sim -- --nocapture
 	NEUROPLEX_SEEDS=$(SOAK_SYNC_SEEDS) $(CARGO) test --release -p neuroplex-core --all-features --test sync_sim -- --nocapture
 	NEUROPLEX_SEEDS=$(SOAK_BFT_SEEDS) $(CARGO) test --release -p neuroplex-core --all-features --test bft_sim -- --nocapture
 

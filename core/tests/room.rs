@@ -3,7 +3,6 @@
 
 use neuroplex_core::doc::room::{EntryKind, LogEntry};
 use neuroplex_core::doc::{CloseCode, PresenceEntry, Protocol, Room, RoomLimits, yws};
-use yrs::updates::encoder::Encode;
 use yrs::{GetString, Text, Transact};
 
 fn edit(client: u64, text: &str) -> Vec<u8> {
@@ -92,7 +91,7 @@ fn a_read_only_connection_shows_its_presence_but_does_not_write() {
         clock: 1,
         state: Some("{\"name\":\"viewer\"}".into()),
     };
-    room.receive(1, &yws::awareness(&[me.clone()]));
+    room.receive(1, &yws::awareness(std::slice::from_ref(&me)));
     let mut batch = room.take_batch();
     assert!(batch.take_entries().is_empty());
     assert!(batch.stats().rejected.contains(&"read_only"));

@@ -481,6 +481,22 @@ impl World {
         }
         self.disk.log.extend(entries);
         let output = batch.committed();
+        if debug {
+            let have = self.room.doc().yrs().transact().state_vector();
+            for (from, u) in &output.updates {
+                let d = Update::decode_v1(u).unwrap();
+                for (client, ranges) in d.insertions(true).iter() {
+                    for r in ranges.iter() {
+                        if r.end > have.get(client) {
+                            eprintln!(
+                                "forwarded from {from} {client:?} {r:?} but the room has {}",
+                                have.get(client)
+                            );
+                        }
+                    }
+                }
+            }
+        }
         self.send(output);
         // Now and then the relay compacts (as the relay does when the log is
         // long), so restarts also load from a snapshot.

@@ -207,6 +207,9 @@ pub struct Room {
     limits: RoomLimits,
     next_seq: u64,
     batch: Batch,
+    /// yrs held updates pending on missing dependencies after the last
+    /// batch.
+    had_pending: bool,
 }
 
 impl Room {
@@ -241,7 +244,10 @@ impl Room {
             limits,
             next_seq: last + 1,
             batch: Batch::default(),
+            had_pending: false,
         };
+        let mut room = room;
+        room.had_pending = room.pending();
         (room, set_aside)
     }
 
@@ -287,12 +293,9 @@ impl Room {
     /// client's clocks through a snapshot), so the log that holds them must
     /// stay until they are integrated.
     pub fn snapshot(&self) -> Option<(u64, Snapshot)> {
-        let txn = self.doc.yrs().transact();
-        let store = txn.store();
-        if store.pending_update().is_some() || store.pending_ds().is_some() {
+        if self.pending() {
             return None;
         }
-        drop(txn);
         Some((self.last_seq(), self.doc.snapshot()))
     }
 
@@ -456,10 +459,38 @@ impl Room {
         }
     }
 
+    fn pending(&self) -> bool {
+        let txn = self.doc.yrs().transact();
+        let store = txn.store();
+        store.pending_update().is_some() || store.pending_ds().is_some()
+    }
+
     /// Ends the batch: answers the queries it collected, offers CRDT changes
     /// to native peers, and hands over what to store and what to send.
     pub fn take_batch(&mut self) -> Batch {
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        // yrs 0.28 can lose structs while it integrates updates that were
+        // pending on missing dependencies (room_sim seed 222: clients held a
+        // struct the room never integrated, and nothing asked for it again).
+        // When the pending updates resolve, the room asks every connection
+        // for what it still lacks — sync step 1 is the server's to send at
+        // any time — so whatever yrs dropped comes back.
+        let pending = self.pending();
+        if std::mem::replace(&mut self.had_pending, pending) && !pending {
+            let sv = self.doc.yrs_state_vector();
+            for id in &ids {
+                match self.conns.get(id).map(|c| c.protocol) {
+                    Some(Protocol::Yjs) => self.send(*id, "sync_step1", yws::sync_step1(&sv)),
+                    Some(Protocol::Native) => {
+                        let req = Frame::YrsSyncRequest {
+                            state_vector: Bytes(sv.clone()),
+                        };
+                        self.send(*id, "yrs_sync_request", req.encode());
+                    }
+                    None => {}
+                }
+            }
+        }
         for id in &ids {
             self.answer_queries(*id);
         }
