@@ -10,8 +10,10 @@
 
 mod frame;
 mod presence;
+mod session;
 mod shared;
 
 pub use frame::{CloseCode, Frame, PROTOCOL_VERSION};
 pub use presence::{PresenceEntry, PresenceMap};
+pub use session::{ClientSession, PresenceClock, SessionError, SessionEvent, SessionOutput};
 pub use shared::{DocError, DocStore, SharedDoc, Snapshot};
