@@ -2,6 +2,11 @@
 //! over `WS /sync/{room}`, reconnecting with exponential backoff and
 //! jitter.
 //!
+//! This is the IO shell only: the socket, the reconnects, the doc behind a
+//! lock and the status watch. Every rule of the conversation (hello, the
+//! Yjs and CRDT exchanges, the delta in flight, presence clocks, errors)
+//! is [`ClientSession`]'s, shared with the WASM package.
+//!
 //! The client keeps its replica in memory. Every start uses a fresh random
 //! replica id unless told otherwise: a replica that restarted without its
 //! state and reused its id would reissue dots it had already given away.
@@ -12,9 +17,9 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use neuroplex_core::ReplicaId;
 use neuroplex_core::doc::{
-    CloseCode, DocStore, Frame, PROTOCOL_VERSION, PresenceEntry, PresenceMap, SharedDoc,
+    ClientSession, DocStore, PresenceClock, PresenceEntry, SessionEvent, SessionOutput, SharedDoc,
 };
-use neuroplex_core::sync::{Bytes, Config as SyncConfig, Message as SyncMsg, Outgoing};
+use neuroplex_core::sync::Config as SyncConfig;
 use neuroplex_core::{Causal, CausalContext};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -89,14 +94,30 @@ pub struct Status {
 
 struct Shared {
     doc: Mutex<SharedDoc>,
-    presence: Mutex<PresenceMap>,
-    /// Local Yjs updates not yet sent.
-    pending_yrs: Mutex<Vec<Vec<u8>>>,
-    /// Own presence: client, clock, state.
-    me: Mutex<PresenceEntry>,
-    presence_dirty: std::sync::atomic::AtomicBool,
+    /// The protocol state; locked after `doc` when both are needed.
+    proto: Mutex<Proto>,
     changed: Notify,
     status: watch::Sender<Status>,
+}
+
+/// The session and the presence clock it announces with (one session per
+/// client, so the clock is its own).
+struct Proto {
+    session: ClientSession,
+    clock: PresenceClock,
+}
+
+impl Shared {
+    /// Runs `f` on the document and the session, locked in that order.
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&mut SharedDoc, &mut ClientSession, &mut PresenceClock) -> R,
+    ) -> R {
+        let mut doc = self.doc.lock().expect("doc lock");
+        let mut proto = self.proto.lock().expect("session lock");
+        let Proto { session, clock } = &mut *proto;
+        f(&mut doc, session, clock)
+    }
 }
 
 /// A live connection to one room. Dropping it stops the background task.
@@ -108,7 +129,11 @@ pub struct Client {
 }
 
 enum Cmd {
+    /// Local changes wait to be sent.
     Flush,
+    /// A local Yjs update to send, alone in its frame (one frame per edit:
+    /// `Status::yrs_sent` counts edits, as callers expect).
+    Yrs(Vec<u8>),
     Close,
 }
 
@@ -124,17 +149,11 @@ impl Client {
             ..SyncConfig::default()
         };
         let doc = SharedDoc::new(replica, rand::random(), yrs_client, sync_config);
-        let client_id = doc.yrs().client_id().get();
+        let clock = PresenceClock::new();
+        let session = ClientSession::new(&doc, RELAY, &clock);
         let shared = Arc::new(Shared {
             doc: Mutex::new(doc),
-            presence: Mutex::new(PresenceMap::new()),
-            pending_yrs: Mutex::new(Vec::new()),
-            me: Mutex::new(PresenceEntry {
-                client: client_id,
-                clock: 0,
-                state: None,
-            }),
-            presence_dirty: Default::default(),
+            proto: Mutex::new(Proto { session, clock }),
             changed: Notify::new(),
             status: watch::channel(Status::default()).0,
         });
@@ -164,12 +183,10 @@ impl Client {
     where
         F: FnOnce(&mut DocStore, &mut CausalContext) -> Causal<DocStore>,
     {
-        self.shared
-            .doc
-            .lock()
-            .expect("doc lock")
-            .crdt_mut()
-            .mutate(f);
+        self.shared.with(|doc, session, _| {
+            doc.crdt_mut().mutate(f);
+            session.note_change();
+        });
         let _ = self.wake.send(Cmd::Flush);
     }
 
@@ -182,34 +199,25 @@ impl Client {
             let update = txn.encode_update_v1();
             (r, update)
         };
-        self.shared
-            .pending_yrs
-            .lock()
-            .expect("pending lock")
-            .push(update);
-        let _ = self.wake.send(Cmd::Flush);
+        let _ = self.wake.send(Cmd::Yrs(update));
         r
     }
 
     /// Sets this client's presence (JSON text), or clears it with `None`.
     pub fn set_presence(&self, state: Option<String>) {
-        {
-            let mut me = self.shared.me.lock().expect("presence lock");
-            me.clock += 1;
-            me.state = state;
-        }
         self.shared
-            .presence_dirty
-            .store(true, std::sync::atomic::Ordering::Release);
+            .with(|_, session, clock| session.set_presence(clock, state));
         let _ = self.wake.send(Cmd::Flush);
     }
 
     /// Everyone present in the room, as last heard.
     pub fn presence(&self) -> Vec<PresenceEntry> {
         self.shared
-            .presence
+            .proto
             .lock()
-            .expect("presence lock")
+            .expect("session lock")
+            .session
+            .presence()
             .present()
     }
 
@@ -349,183 +357,108 @@ async fn session(
         }
     };
     let (mut sink, mut stream) = ws.split();
-    let mut awaiting_ack = false;
-    {
-        // Forget the relay's old position: this connection starts with a
-        // request, answered with what we lack (and what it lacks).
-        let mut doc = shared.doc.lock().expect("doc lock");
-        doc.crdt_mut().forget(RELAY);
-    }
-    let hello = Frame::Hello {
-        protocol: PROTOCOL_VERSION,
-        replica: config.replica.map_or(0, ReplicaId::get),
-        writable: true,
-    };
-    let first = {
-        let mut doc = shared.doc.lock().expect("doc lock");
-        let mut frames = vec![hello.encode()];
-        frames.push(
-            Frame::YrsSyncRequest {
-                state_vector: Bytes(doc.yrs_state_vector()),
-            }
-            .encode(),
-        );
-        let out = doc.crdt_mut().pull(&[RELAY]);
-        frames.extend(sync_frames(out, &mut awaiting_ack));
-        frames
-    };
-    shared.pending_yrs.lock().expect("pending lock").clear();
-    shared
-        .presence_dirty
-        .store(true, std::sync::atomic::Ordering::Release);
-    for f in first {
-        if sink.send(WsMessage::Binary(f.into())).await.is_err() {
-            return End::Retry;
-        }
-    }
-    let mut yrs_sent = 0u64;
+    let first = shared.with(|doc, session, clock| session.start(doc, clock));
+    let end = converse(shared, cmds, attempt, &mut sink, &mut stream, first).await;
+    // Whatever ended the connection, the relay's position and the room's
+    // presence are unknown until the next one.
+    let _ = shared.with(|doc, session, _| session.stop(doc));
+    end
+}
+
+type Sink = futures_util::stream::SplitSink<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    WsMessage,
+>;
+type Stream = futures_util::stream::SplitStream<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+>;
+
+/// One open connection: frames from the socket and commands from the
+/// [`Client`] into the session, its frames out, its events into the status.
+async fn converse(
+    shared: &Arc<Shared>,
+    cmds: &mut mpsc::UnboundedReceiver<Cmd>,
+    attempt: &mut u32,
+    sink: &mut Sink,
+    stream: &mut Stream,
+    first: SessionOutput,
+) -> End {
+    let mut out = first;
     loop {
-        let mut outgoing = Vec::new();
-        tokio::select! {
-            msg = stream.next() => {
-                let bytes = match msg {
-                    Some(Ok(WsMessage::Binary(b))) => b,
-                    Some(Ok(WsMessage::Close(frame))) => {
-                        let (code, reason) = frame
-                            .map(|f| (u16::from(f.code), f.reason.to_string()))
-                            .unwrap_or((1005, String::new()));
-                        shared.status.send_modify(|s| {
-                            s.last_error = Some((code, reason.clone()));
-                            s.last_close = Some((code, reason));
-                        });
-                        return if (4400..4500).contains(&code) { End::Stop } else { End::Retry };
-                    }
-                    Some(Ok(_)) => continue,
-                    None | Some(Err(_)) => return End::Retry,
-                };
-                let frame = match Frame::decode(&bytes, config.max_message_bytes) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        shared.status.send_modify(|s| {
-                            s.last_error = Some((CloseCode::MALFORMED, format!("undecodable frame from the relay: {e}")))
-                        });
-                        return End::Retry;
-                    }
-                };
-                match frame {
-                    Frame::Hello { writable, .. } => {
-                        *attempt = 0;
-                        shared.status.send_modify(|s| {
-                            s.connected = true;
-                            s.connects += 1;
-                            s.writable = writable;
-                            s.yrs_sent = 0;
-                            s.yrs_saved = 0;
-                        });
-                    }
-                    Frame::Sync(m) => {
-                        if matches!(m, SyncMsg::Ack { .. }) {
-                            awaiting_ack = false;
-                        }
-                        let mut doc = shared.doc.lock().expect("doc lock");
-                        match doc.crdt_mut().receive(RELAY, m) {
-                            Ok(out) => outgoing.extend(sync_frames(out, &mut awaiting_ack)),
-                            Err(e) => {
-                                shared.status.send_modify(|s| s.last_error = Some((CloseCode::MALFORMED, e.to_string())));
-                                return End::Retry;
-                            }
-                        }
-                        if !awaiting_ack {
-                            let out = doc.crdt_mut().push(&[RELAY]);
-                            outgoing.extend(sync_frames(out, &mut awaiting_ack));
-                        }
-                    }
-                    Frame::YrsSyncRequest { state_vector } => {
-                        let doc = shared.doc.lock().expect("doc lock");
-                        match doc.yrs_diff(&state_vector.0) {
-                            Ok(diff) => {
-                                yrs_sent += 1;
-                                outgoing.push(Frame::YrsUpdate { update: Bytes(diff) }.encode());
-                            }
-                            Err(e) => {
-                                shared.status.send_modify(|s| s.last_error = Some((CloseCode::MALFORMED, e.to_string())));
-                                return End::Retry;
-                            }
-                        }
-                    }
-                    Frame::YrsUpdate { update } => {
-                        let mut doc = shared.doc.lock().expect("doc lock");
-                        if let Err(e) = doc.apply_yrs_update(&update.0) {
-                            shared.status.send_modify(|s| s.last_error = Some((CloseCode::BAD_UPDATE, e.to_string())));
-                            return End::Retry;
-                        }
-                    }
-                    Frame::YrsSaved { count } => {
-                        shared.status.send_modify(|s| s.yrs_saved = count);
-                    }
-                    Frame::Presence { entries } => {
-                        shared.presence.lock().expect("presence lock").apply(entries);
-                    }
-                    Frame::Error { code, reason } => {
-                        shared.status.send_modify(|s| s.last_error = Some((code, reason)));
-                    }
-                }
-                shared.changed.notify_waiters();
-            }
-            cmd = cmds.recv() => {
-                match cmd {
-                    None | Some(Cmd::Close) => {
-                        let _ = sink.send(WsMessage::Close(None)).await;
-                        return End::Stop;
-                    }
-                    Some(Cmd::Flush) => {}
-                }
-                let pending = std::mem::take(&mut *shared.pending_yrs.lock().expect("pending lock"));
-                for u in pending {
-                    yrs_sent += 1;
-                    outgoing.push(Frame::YrsUpdate { update: Bytes(u) }.encode());
-                }
-                if !awaiting_ack {
-                    let mut doc = shared.doc.lock().expect("doc lock");
-                    let out = doc.crdt_mut().push(&[RELAY]);
-                    outgoing.extend(sync_frames(out, &mut awaiting_ack));
-                }
-                shared.changed.notify_waiters();
-            }
-        }
-        if shared
-            .presence_dirty
-            .swap(false, std::sync::atomic::Ordering::AcqRel)
-        {
-            let me = shared.me.lock().expect("presence lock").clone();
-            if me.clock > 0 {
-                outgoing.push(Frame::Presence { entries: vec![me] }.encode());
-            }
-        }
-        let sent = yrs_sent;
-        shared.status.send_if_modified(|s| {
-            let changed = s.yrs_sent != sent;
-            s.yrs_sent = sent;
-            changed
-        });
-        for f in outgoing {
+        update_status(shared, &out.events, attempt);
+        shared.changed.notify_waiters();
+        for f in std::mem::take(&mut out.frames) {
             if sink.send(WsMessage::Binary(f.into())).await.is_err() {
                 return End::Retry;
             }
         }
+        out = tokio::select! {
+            msg = stream.next() => match msg {
+                Some(Ok(WsMessage::Binary(bytes))) => {
+                    match shared.with(|doc, session, clock| session.receive(doc, clock, &bytes)) {
+                        Ok(out) => out,
+                        Err(e) => {
+                            // Which codes to retry after is the shell's
+                            // policy: this client retries after a bad frame.
+                            shared.status.send_modify(|s| s.last_error = Some((e.code, e.reason)));
+                            return End::Retry;
+                        }
+                    }
+                }
+                Some(Ok(WsMessage::Close(frame))) => {
+                    let (code, reason) = frame
+                        .map(|f| (u16::from(f.code), f.reason.to_string()))
+                        .unwrap_or((1005, String::new()));
+                    shared.status.send_modify(|s| {
+                        s.last_error = Some((code, reason.clone()));
+                        s.last_close = Some((code, reason));
+                    });
+                    return if (4400..4500).contains(&code) { End::Stop } else { End::Retry };
+                }
+                Some(Ok(_)) => SessionOutput::default(),
+                None | Some(Err(_)) => return End::Retry,
+            },
+            cmd = cmds.recv() => match cmd {
+                None | Some(Cmd::Close) => {
+                    let _ = sink.send(WsMessage::Close(None)).await;
+                    return End::Stop;
+                }
+                Some(Cmd::Flush) => shared.with(|doc, session, _| session.flush(doc)),
+                Some(Cmd::Yrs(update)) => shared.with(|doc, session, _| {
+                    session.queue_yrs(update);
+                    session.flush(doc)
+                }),
+            },
+        };
     }
 }
 
-fn sync_frames(out: Outgoing<DocStore>, awaiting_ack: &mut bool) -> Vec<Vec<u8>> {
-    // The client has no storage of its own: `out.persist` is dropped (see
-    // the module doc).
-    out.messages
-        .into_iter()
-        .map(|(_, m)| {
-            if matches!(m, SyncMsg::Delta { .. }) {
-                *awaiting_ack = true;
+/// Reflects the session's events and counters in the status.
+fn update_status(shared: &Shared, events: &[SessionEvent], attempt: &mut u32) {
+    let (sent, saved) = {
+        let proto = shared.proto.lock().expect("session lock");
+        (proto.session.yrs_sent(), proto.session.yrs_saved())
+    };
+    shared.status.send_if_modified(|s| {
+        let mut changed = s.yrs_sent != sent || s.yrs_saved != saved;
+        s.yrs_sent = sent;
+        s.yrs_saved = saved;
+        for e in events {
+            match e {
+                SessionEvent::Online { writable } => {
+                    *attempt = 0;
+                    s.connected = true;
+                    s.connects += 1;
+                    s.writable = *writable;
+                    changed = true;
+                }
+                SessionEvent::Error { code, reason } => {
+                    s.last_error = Some((*code, reason.clone()));
+                    changed = true;
+                }
+                _ => {}
             }
-            Frame::Sync(m).encode()
-        })
-        .collect()
+        }
+        changed
+    });
 }

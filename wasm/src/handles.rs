@@ -4,7 +4,7 @@
 use js_sys::Array;
 use wasm_bindgen::prelude::*;
 
-use crate::doc::{Shared, borrow, check_path};
+use crate::inner::{Shared, borrow, check_path};
 use crate::value::{from_atom, step, strings, to_atom};
 
 fn child(path: &[String], key: String) -> Result<Vec<String>, JsValue> {

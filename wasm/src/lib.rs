@@ -21,6 +21,7 @@
 
 mod doc;
 mod handles;
+mod inner;
 mod random;
 #[cfg(feature = "yrs")]
 mod session;
@@ -28,6 +29,8 @@ mod state;
 #[cfg(feature = "yrs")]
 mod text;
 mod value;
+#[cfg(feature = "yrs")]
+mod yrs_state;
 
 pub use doc::Doc;
 pub use handles::{Counter, DocMap, DocSet, Flag, Register};

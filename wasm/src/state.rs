@@ -13,7 +13,7 @@ use neuroplex_core::sync::Bytes;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 
-use crate::doc::{Dispatch, DocInner, DocStore};
+use crate::inner::{Dispatch, DocInner, DocStore};
 use crate::value::error;
 
 #[derive(Serialize, Deserialize)]
@@ -62,7 +62,7 @@ pub(crate) fn apply(d: &mut DocInner, bytes: &[u8]) -> Result<Dispatch, JsValue>
         if changed {
             // Not a local edit, so not captured: send it on as it came.
             for outbox in d.sessions.values_mut() {
-                outbox.yrs.push(state.yrs.0.clone());
+                outbox.core.queue_yrs(state.yrs.0.clone());
             }
         }
     }

@@ -1,21 +1,26 @@
-//! A room's document: the delta-CRDT store of [`crate::sync`] beside a
-//! [`yrs::Doc`] for text and rich JSON, with both sync paths and the native
-//! wire frames that carry them (feature `yrs`, which needs `std`).
+//! A room's document and the protocol's two state machines (feature `yrs`,
+//! which needs `std`): the delta-CRDT store of [`crate::sync`] beside a
+//! [`yrs::Doc`] for text and rich JSON ([`SharedDoc`]), the native wire
+//! frames, the y-websocket codec, the client session ([`ClientSession`]) and
+//! the room ([`Room`]).
 //!
-//! The relay and the WASM package hold the same [`SharedDoc`], so one
-//! definition decides what a document is, what a valid update is and how a
-//! peer catches up. Like the rest of the crate it is sans-IO: bytes in,
-//! bytes out, no clock and no randomness (the yrs client id and the sync
-//! session are arguments).
+//! The relay, the WASM package and the simulators hold the same types, so
+//! one definition decides what a document is, what a valid update is, how a
+//! peer catches up and what a room does with each connection's bytes. Like
+//! the rest of the crate it is sans-IO: bytes in, bytes out, no clock and no
+//! randomness (ids and sessions are arguments). Bytes from the network are
+//! checked by [`guard`] before yrs reads them.
 
 mod frame;
 pub mod guard;
 mod presence;
 pub mod room;
+mod session;
 mod shared;
 pub mod yws;
 
 pub use frame::{CloseCode, Frame, PROTOCOL_VERSION};
 pub use presence::{PresenceEntry, PresenceMap};
 pub use room::{ConnId, Protocol, Room, RoomLimits};
+pub use session::{ClientSession, PresenceClock, SessionError, SessionEvent, SessionOutput};
 pub use shared::{DocError, DocStore, SharedDoc, Snapshot};
