@@ -72,12 +72,14 @@ impl RelayProcess {
         self.child.as_ref().expect("running").id()
     }
 
+    /// How the process ended, if it did (`None` while it runs).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut()?.try_wait().expect("try_wait")
+    }
+
     /// Whether the process is still running (not exited, not killed).
     pub fn alive(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(c) => c.try_wait().expect("try_wait").is_none(),
-            None => false,
-        }
+        self.child.is_some() && self.exited().is_none()
     }
 
     pub fn ws_url(&self) -> String {
@@ -245,18 +247,18 @@ pub async fn connected(client: &Client) {
 // ---- Resident memory of a process (Linux /proc) ----
 
 /// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
-fn proc_status_kb(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+/// `None` once the process is gone (a zombie has no memory fields).
+fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
 /// The process's resident memory now, in KiB.
 pub fn rss_kb(pid: u32) -> u64 {
-    proc_status_kb(pid, "VmRSS")
+    proc_status_kb(pid, "VmRSS").unwrap_or_else(|| panic!("no VmRSS for process {pid}"))
 }
 
 /// Measures a process's peak resident memory over an interval: `start`
@@ -278,15 +280,23 @@ impl RssWatch {
         }
     }
 
-    /// Peak resident memory since `start`, minus the resident memory then.
+    /// Peak resident memory since `start`, minus the resident memory then
+    /// (NaN if the process is gone).
     pub fn peak_growth_mb(&self) -> f64 {
-        let peak = proc_status_kb(self.pid, "VmHWM").max(rss_kb(self.pid));
-        peak.saturating_sub(self.before_kb) as f64 / 1024.0
+        let (Some(hwm), Some(rss)) = (
+            proc_status_kb(self.pid, "VmHWM"),
+            proc_status_kb(self.pid, "VmRSS"),
+        ) else {
+            return f64::NAN;
+        };
+        hwm.max(rss).saturating_sub(self.before_kb) as f64 / 1024.0
     }
 
-    /// Resident memory now, minus the resident memory at `start`.
+    /// Resident memory now, minus the resident memory at `start` (NaN if
+    /// the process is gone).
     pub fn growth_mb(&self) -> f64 {
-        (rss_kb(self.pid) as f64 - self.before_kb as f64) / 1024.0
+        proc_status_kb(self.pid, "VmRSS")
+            .map_or(f64::NAN, |r| (r as f64 - self.before_kb as f64) / 1024.0)
     }
 }
 
