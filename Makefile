@@ -98,6 +98,8 @@ fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd core && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s none decode -- -max_total_time=$(FUZZ_SECONDS)
 	cd core && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s none doc -- -max_total_time=$(FUZZ_SECONDS)
+	cd core && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s none bft_message -- -max_total_time=$(FUZZ_SECONDS)
+	cd core && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s none yjs_update -- -max_total_time=$(FUZZ_SECONDS) -max_len=1048576
 
 # Builds the relay and serves the demo (NEUROPLEX_LISTEN and NEUROPLEX_DATA
 # choose the address and the data directory). Ctrl-C stops it gracefully.

@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve rooms over WebSocket (prints the bound address first).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a capability token for a room (on the last line).
     Token(TokenArgs),
 }
@@ -32,13 +32,16 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, env = "NEUROPLEX_LISTEN", default_value = "127.0.0.1:8787")]
     pub listen: SocketAddr,
-    /// Data directory (created if missing).
+    /// Data directory (created 0700 if missing). One relay at a time: it
+    /// is locked through its `neuroplex.lock`.
     #[arg(long, env = "NEUROPLEX_DATA", default_value = "./neuroplex-data")]
     pub data: PathBuf,
-    /// Directory of static files served at `/`.
+    /// Directory of static files served at `/` (dotfiles never are; it may
+    /// not hold --data).
     #[arg(long = "static", env = "NEUROPLEX_STATIC")]
     pub static_dir: Option<PathBuf>,
-    /// File holding the token secret; with it, every connection needs a token.
+    /// File holding the token secret (at least 32 bytes); with it, every
+    /// connection needs a token.
     #[arg(long, env = "NEUROPLEX_SECRET_FILE")]
     pub secret_file: Option<PathBuf>,
     /// TLS certificate chain (PEM); serves wss:// with --tls-key.
@@ -66,12 +69,50 @@ pub struct ServeArgs {
     /// Log entries after which a room's log is compacted into a snapshot.
     #[arg(long, env = "NEUROPLEX_COMPACT_ENTRIES", default_value_t = 1000)]
     pub compact_entries: usize,
+    /// Seconds of silence after which a WebSocket connection is pinged;
+    /// 0 never pings.
+    #[arg(long, env = "NEUROPLEX_PING_SECS", default_value_t = 30)]
+    pub ping_secs: u64,
+    /// Seconds a pinged connection has to answer (a pong or any frame)
+    /// before it is closed with 4508 [default: --ping-secs].
+    #[arg(long, env = "NEUROPLEX_PING_TIMEOUT_SECS")]
+    pub ping_timeout_secs: Option<u64>,
+    /// Seconds a new TCP connection has to complete its TLS handshake and
+    /// its HTTP request (the WebSocket upgrade included); later requests
+    /// on a kept-alive connection get as long for their headers.
+    #[arg(long, env = "NEUROPLEX_HANDSHAKE_SECS", default_value_t = 10)]
+    pub handshake_secs: u64,
+    /// WebSocket connections held at once; beyond, upgrades get HTTP 503.
+    #[arg(long, env = "NEUROPLEX_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// WebSocket connections held at once from one IP address; beyond,
+    /// upgrades get HTTP 503. Behind a reverse proxy every client has the
+    /// proxy's address: raise it there.
+    #[arg(long, env = "NEUROPLEX_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
+    /// A web origin (scheme://host[:port]) whose pages may connect;
+    /// repeatable. Without --secret-file only loopback pages (and clients
+    /// sending no Origin) may connect besides these; with it, tokens decide
+    /// and the Origin is checked only if this is given.
+    #[arg(
+        long = "allow-origin",
+        env = "NEUROPLEX_ALLOW_ORIGIN",
+        value_delimiter = ','
+    )]
+    pub allow_origin: Vec<String>,
+    /// Serve /metrics (and /healthz) on this address only, over plain HTTP.
+    /// Without it /metrics is on --listen, unless --secret-file is given:
+    /// then it is on 127.0.0.1:9787 (skipped with a warning if that port
+    /// is taken).
+    #[arg(long, env = "NEUROPLEX_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// `neuroplex-relay token`.
 #[derive(Debug, Args)]
 pub struct TokenArgs {
-    /// File holding the secret (trailing whitespace is ignored).
+    /// File holding the secret (at least 32 bytes; trailing whitespace is
+    /// ignored).
     #[arg(long, env = "NEUROPLEX_SECRET_FILE")]
     pub secret_file: PathBuf,
     /// The room the token opens.

@@ -33,7 +33,7 @@ fn main() -> std::process::ExitCode {
                     return std::process::ExitCode::from(1);
                 }
             };
-            match runtime.block_on(neuroplex_relay::serve::serve(args)) {
+            match runtime.block_on(neuroplex_relay::serve::serve(*args)) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("neuroplex-relay serve: {e}");

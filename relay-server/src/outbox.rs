@@ -2,6 +2,7 @@
 //! writer task that drains it onto the socket.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes as WsBytes;
@@ -40,6 +41,13 @@ pub struct Outbox {
     wake: Notify,
     /// Wakes the reader when a close is requested.
     closed: Notify,
+    /// When the outbox was made: the origin of `heard_ms`.
+    born: tokio::time::Instant,
+    /// Milliseconds after `born` when the peer was last heard from (any
+    /// frame, pongs included), for the liveness watchdog.
+    heard_ms: AtomicU64,
+    /// A ping is to be sent.
+    ping: AtomicBool,
 }
 
 impl Outbox {
@@ -53,7 +61,28 @@ impl Outbox {
             }),
             wake: Notify::new(),
             closed: Notify::new(),
+            born: tokio::time::Instant::now(),
+            heard_ms: AtomicU64::new(0),
+            ping: AtomicBool::new(false),
         }
+    }
+
+    /// The reader heard from the peer.
+    pub fn heard(&self) {
+        let ms = self.born.elapsed().as_millis() as u64;
+        self.heard_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// When the peer was last heard from (when the outbox was made, if
+    /// never).
+    pub fn last_heard(&self) -> tokio::time::Instant {
+        self.born + Duration::from_millis(self.heard_ms.load(Ordering::Relaxed))
+    }
+
+    /// Asks the writer to send a WebSocket ping.
+    pub fn ping(&self) {
+        self.ping.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
     }
 
     /// The endpoint the connection came in on.
@@ -131,6 +160,7 @@ impl Outbox {
         let mut st = self.state.lock().expect("outbox lock");
         match &st.close {
             Some(c) if !c.drain => return Next::Close(c.clone()),
+            None if self.ping.swap(false, Ordering::Relaxed) => return Next::Ping,
             _ => {}
         }
         while items.len() < max {
@@ -151,6 +181,7 @@ impl Outbox {
 
 enum Next {
     Items,
+    Ping,
     Close(Close),
     Wait,
 }
@@ -205,6 +236,22 @@ pub async fn write_loop(
                 )
                 .await;
                 return;
+            }
+            Next::Ping => {
+                let ping = sink.send(WsMessage::Ping(WsBytes::new()));
+                match tokio::time::timeout(max_age, ping).await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        metrics.rejected("slow_consumer");
+                        outbox.close(
+                            CloseCode::SLOW_CONSUMER,
+                            "slow consumer: reconnect and resync",
+                            false,
+                        );
+                        continue;
+                    }
+                }
             }
             Next::Items => {}
         }

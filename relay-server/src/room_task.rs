@@ -301,11 +301,18 @@ impl RoomTask {
     }
 
     /// The document as a snapshot of the log up to its last entry; the log
-    /// counts start again from it.
-    fn take_snapshot(&mut self) -> (u64, neuroplex_core::doc::Snapshot) {
-        self.log_entries = 0;
-        self.log_bytes = 0;
-        self.room.snapshot()
+    /// counts start again from it. `None` while the document holds updates
+    /// pending on missing dependencies (see `Room::snapshot`): the log
+    /// stays until they are integrated.
+    fn take_snapshot(&mut self) -> Option<(u64, neuroplex_core::doc::Snapshot)> {
+        let snapshot = self.room.snapshot();
+        if snapshot.is_some() {
+            self.log_entries = 0;
+            self.log_bytes = 0;
+        } else {
+            tracing::debug!(room = ?self.name, "compaction waits: updates pending on missing dependencies");
+        }
+        snapshot
     }
 
     /// Replaces whatever log there is by a snapshot, and waits for it.
@@ -313,7 +320,9 @@ impl RoomTask {
         if self.log_entries == 0 {
             return;
         }
-        let (upto, snapshot) = self.take_snapshot();
+        let Some((upto, snapshot)) = self.take_snapshot() else {
+            return;
+        };
         if let Err(e) = self.rooms.storage.compact(&self.name, upto, snapshot).await {
             tracing::warn!(room = ?self.name, error = %e, "compaction failed; the log stays");
         }
@@ -325,10 +334,13 @@ impl RoomTask {
         if self.log_entries < cfg.compact_entries && self.log_bytes < cfg.compact_bytes {
             return;
         }
-        if self.compacting.swap(true, Ordering::AcqRel) {
+        if self.compacting.load(Ordering::Acquire) {
             return;
         }
-        let (upto, snapshot) = self.take_snapshot();
+        let Some((upto, snapshot)) = self.take_snapshot() else {
+            return;
+        };
+        self.compacting.store(true, Ordering::Release);
         let storage = self.rooms.storage.clone();
         let flag = self.compacting.clone();
         let name = self.name.clone();

@@ -2,12 +2,15 @@
 //! then shut down gracefully.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum_server::accept::NoDelayAcceptor;
 use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
+use crate::lifecycle::Liveness;
+use crate::origin::OriginPolicy;
 use crate::registry::RoomConfig;
 use crate::server::{Relay, ServerConfig};
 use crate::storage::Storage;
@@ -25,6 +28,11 @@ impl std::fmt::Display for ServeError {
 
 impl std::error::Error for ServeError {}
 
+/// Where `/metrics` goes when a secret is set and `--metrics-listen` is
+/// not: a loopback port, not the public listener (metrics name rooms'
+/// counts and timings, nobody's business outside).
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9787";
+
 /// Runs the relay until SIGTERM or Ctrl-C.
 pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let secret = match &args.secret_file {
@@ -38,7 +46,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             args.listen
         )));
     }
+    let origins = OriginPolicy::new(secret.is_some(), &args.allow_origin).map_err(ServeError)?;
     let (storage, writer) = Storage::open(&args.data).map_err(|e| ServeError(e.to_string()))?;
+    if let Some(site) = &args.static_dir {
+        crate::static_files::check_data_outside(&args.data, site).map_err(ServeError)?;
+    }
+    let metrics_listener = metrics_listener(&args, secret.is_some())?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -68,11 +81,24 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         },
         queue_max_bytes: args.queue_max_bytes,
         queue_max_age: Duration::from_secs(args.queue_max_age_secs),
+        liveness: (args.ping_secs > 0).then(|| Liveness {
+            interval: Duration::from_secs(args.ping_secs),
+            timeout: Duration::from_secs(args.ping_timeout_secs.unwrap_or(args.ping_secs)),
+        }),
+        max_connections: args.max_connections,
+        max_connections_per_ip: args.max_connections_per_ip,
+        origins,
+        metrics_public: args.metrics_listen.is_none() && secret.is_none(),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let relay = Relay::new(config, secret, storage, stop_rx);
-    let app = relay.router().into_make_service();
+    let app = relay
+        .router()
+        .into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
+    // Slowloris: a connection that never completes its request would
+    // otherwise hold its socket forever.
+    let handshake = Duration::from_secs(args.handshake_secs.max(1));
 
     // The first line on stdout: tests and scripts read the port from it.
     {
@@ -81,6 +107,17 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         let _ = out.flush();
     }
     tracing::info!(%addr, tls = tls.is_some(), data = %args.data.display(), "listening");
+    let metrics_server = metrics_listener.map(|listener| {
+        let app = relay.metrics_router().into_make_service();
+        if let Ok(a) = listener.local_addr() {
+            tracing::info!(addr = %a, "serving /metrics");
+        }
+        tokio::spawn(async move {
+            let mut server = axum_server::from_tcp(listener)?.first_request_timeout(handshake);
+            server.http_builder().http1().header_read_timeout(handshake);
+            server.serve(app).await
+        })
+    });
 
     // TCP_NODELAY on every connection: a forwarded update is one small
     // frame, and Nagle's algorithm would hold it back until the previous
@@ -90,18 +127,23 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         tokio::spawn(async move {
             match tls {
                 Some(tls) => {
-                    axum_server::from_tcp_rustls(listener, tls)?
-                        .map(|tls| tls.acceptor(NoDelayAcceptor::new()))
+                    let mut server = axum_server::from_tcp_rustls(listener, tls)?
+                        .map(|tls| {
+                            tls.handshake_timeout(handshake)
+                                .acceptor(NoDelayAcceptor::new())
+                        })
                         .handle(handle)
-                        .serve(app)
-                        .await
+                        .first_request_timeout(handshake);
+                    server.http_builder().http1().header_read_timeout(handshake);
+                    server.serve(app).await
                 }
                 None => {
-                    axum_server::from_tcp(listener)?
+                    let mut server = axum_server::from_tcp(listener)?
                         .acceptor(NoDelayAcceptor::new())
                         .handle(handle)
-                        .serve(app)
-                        .await
+                        .first_request_timeout(handshake);
+                    server.http_builder().http1().header_read_timeout(handshake);
+                    server.serve(app).await
                 }
             }
         })
@@ -116,6 +158,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     relay.rooms().shutdown(Duration::from_secs(10)).await;
     relay.wait_for_connections(Duration::from_secs(10)).await;
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     drop(relay);
     // Everything acknowledged was committed before it was acknowledged;
     // this only waits for the writer to finish its current group.
@@ -124,6 +169,32 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         .ok();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The listener for `/metrics`, if it is not on the main one.
+fn metrics_listener(
+    args: &ServeArgs,
+    secret: bool,
+) -> Result<Option<std::net::TcpListener>, ServeError> {
+    if let Some(addr) = args.metrics_listen {
+        let l = std::net::TcpListener::bind(addr)
+            .map_err(|e| ServeError(format!("cannot listen on --metrics-listen {addr}: {e}")))?;
+        return Ok(Some(l));
+    }
+    if !secret {
+        return Ok(None);
+    }
+    match std::net::TcpListener::bind(DEFAULT_METRICS_LISTEN) {
+        Ok(l) => Ok(Some(l)),
+        Err(e) => {
+            tracing::warn!(
+                addr = DEFAULT_METRICS_LISTEN,
+                error = %e,
+                "cannot serve /metrics (give --metrics-listen); serving without"
+            );
+            Ok(None)
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -2,6 +2,7 @@
 //! that decode client frames and hand them to rooms.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -18,7 +19,11 @@ use neuroplex_core::doc::room::decode_yjs;
 use neuroplex_core::doc::{CloseCode, Frame};
 use tokio::sync::{mpsc, watch};
 
+use crate::health::Health;
+use crate::lifecycle::{self, Liveness, Membership};
+use crate::limits::{ConnectionLimits, Slot};
 use crate::metrics::{Direction, Endpoint, Metrics};
+use crate::origin::OriginPolicy;
 use crate::outbox::{Outbox, write_loop};
 use crate::registry::{Input, RoomConfig, Rooms};
 use crate::storage::Storage;
@@ -41,6 +46,16 @@ pub struct ServerConfig {
     pub queue_max_bytes: usize,
     /// Age of the oldest queued message before a connection counts as slow.
     pub queue_max_age: Duration,
+    /// Pinging silent connections and closing dead ones (`None`: never).
+    pub liveness: Option<Liveness>,
+    /// WebSocket connections held at once.
+    pub max_connections: usize,
+    /// WebSocket connections held at once from one address.
+    pub max_connections_per_ip: usize,
+    /// Which pages may connect.
+    pub origins: OriginPolicy,
+    /// Whether `/metrics` is on this router (else on its own listener).
+    pub metrics_public: bool,
 }
 
 impl Default for ServerConfig {
@@ -50,8 +65,21 @@ impl Default for ServerConfig {
             room: RoomConfig::default(),
             queue_max_bytes: 64 << 20,
             queue_max_age: Duration::from_secs(30),
+            liveness: Some(Liveness::default()),
+            max_connections: 10_000,
+            max_connections_per_ip: 256,
+            origins: OriginPolicy::default(),
+            metrics_public: true,
         }
     }
+}
+
+/// What an authorised upgrade may do.
+#[derive(Clone, Copy, Debug)]
+struct Access {
+    rights: Rights,
+    /// The token's expiry (unix seconds), if a token was needed.
+    expires_at: Option<u64>,
 }
 
 /// Shared state of the running relay.
@@ -60,6 +88,8 @@ pub struct Relay {
     secret: Option<Secret>,
     rooms: Arc<Rooms>,
     metrics: Arc<Metrics>,
+    limits: Arc<ConnectionLimits>,
+    health: Arc<Health>,
     next_conn: AtomicU64,
     active: AtomicU64,
     idle: tokio::sync::Notify,
@@ -75,12 +105,16 @@ impl Relay {
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Self> {
         let metrics = Arc::new(Metrics::new());
+        let health = storage.health().clone();
         let rooms = Rooms::new(storage, metrics.clone(), config.room.clone());
+        let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
         Arc::new(Self {
             config,
             secret,
             rooms,
             metrics,
+            limits,
+            health,
             next_conn: AtomicU64::new(1),
             active: AtomicU64::new(0),
             idle: tokio::sync::Notify::new(),
@@ -112,17 +146,29 @@ impl Relay {
         &self.metrics
     }
 
-    /// The axum router for every endpoint.
+    /// The axum router for every endpoint (`/metrics` only if
+    /// `metrics_public`; see [`Relay::metrics_router`]).
     pub fn router(self: &Arc<Self>) -> Router {
         let mut router = Router::new()
-            .route("/healthz", get(|| async { "ok\n" }))
-            .route("/metrics", get(metrics_handler))
+            .route("/healthz", get(health_handler))
             .route("/yjs/{*room}", get(yjs_handler))
             .route("/sync/{*room}", get(sync_handler));
+        if self.config.metrics_public {
+            router = router.route("/metrics", get(metrics_handler));
+        }
         if let Some(dir) = &self.config.static_dir {
-            router = router.fallback_service(tower_http::services::ServeDir::new(dir));
+            let dir = dir.clone();
+            router = router.fallback(move |req| crate::static_files::serve(dir.clone(), req));
         }
         router.with_state(self.clone())
+    }
+
+    /// `/metrics` and `/healthz` alone, for `--metrics-listen`.
+    pub fn metrics_router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/healthz", get(health_handler))
+            .route("/metrics", get(metrics_handler))
+            .with_state(self.clone())
     }
 
     fn authorize(
@@ -130,30 +176,82 @@ impl Relay {
         room: &str,
         query: &HashMap<String, String>,
         headers: &HeaderMap,
-    ) -> Result<Rights, Box<Response>> {
+    ) -> Result<Access, Box<Response>> {
         if room.is_empty() || room.len() > 512 {
             self.metrics.rejected("bad_room");
             return Err(Box::new(
                 (StatusCode::BAD_REQUEST, "room names are 1 to 512 bytes\n").into_response(),
             ));
         }
+        // Control characters have no business in a name, and would forge
+        // lines in logs and terminals.
+        if room.chars().any(char::is_control) {
+            self.metrics.rejected("bad_room");
+            return Err(Box::new(
+                (
+                    StatusCode::BAD_REQUEST,
+                    "room names may not hold control characters\n",
+                )
+                    .into_response(),
+            ));
+        }
+        if let Err(refusal) = self.config.origins.check(headers) {
+            self.metrics.rejected("origin");
+            return Err(refusal);
+        }
         let Some(secret) = &self.secret else {
-            return Ok(Rights::Write);
+            return Ok(Access {
+                rights: Rights::Write,
+                expires_at: None,
+            });
         };
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(token::bearer);
         let token = query.get("token").map(String::as_str).or(bearer);
         let result = match token {
             None => Err(TokenError::Missing),
             Some(t) => token::verify(secret, t, room, unix_now()),
         };
-        result.map_err(|e| {
-            self.metrics.rejected(e.metric_reason());
-            let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
-            Box::new((status, format!("{e}\n")).into_response())
-        })
+        result
+            .map(|g| Access {
+                rights: g.rights,
+                expires_at: Some(g.expires_at),
+            })
+            .map_err(|e| {
+                self.metrics.rejected(e.metric_reason());
+                let status =
+                    StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
+                Box::new((status, format!("{e}\n")).into_response())
+            })
+    }
+
+    /// Everything checked before an upgrade (room, origin, token, limits),
+    /// in that order: a refused request gets a plain HTTP status.
+    fn admit(self: &Arc<Self>, request: Upgrade, endpoint: Endpoint, peer: SocketAddr) -> Response {
+        let Upgrade {
+            ws,
+            room,
+            query,
+            headers,
+        } = request;
+        let access = match self.authorize(&room, &query, &headers) {
+            Ok(a) => a,
+            Err(r) => return *r,
+        };
+        let ws = match ws {
+            Ok(ws) => ws,
+            Err(rejection) => return rejection.into_response(),
+        };
+        match self.limits.acquire(peer.ip()) {
+            Ok(slot) => self.upgrade(ws, room, endpoint, access, slot),
+            Err(e) => {
+                self.metrics.rejected(e.metric_reason());
+                tracing::info!(%peer, reason = %e, "connection refused");
+                e.into_response()
+            }
+        }
     }
 
     fn upgrade(
@@ -161,7 +259,8 @@ impl Relay {
         ws: WebSocketUpgrade,
         room: String,
         endpoint: Endpoint,
-        rights: Rights,
+        access: Access,
+        slot: Slot,
     ) -> Response {
         let max = self.config.room.max_message_bytes;
         let me = self.clone();
@@ -172,7 +271,11 @@ impl Relay {
         ws.read_buffer_size(READ_BUFFER_BYTES)
             .max_message_size(max)
             .max_frame_size(max)
-            .on_upgrade(move |socket| async move { me.run(socket, room, endpoint, rights).await })
+            .on_upgrade(move |socket| async move {
+                // The slot is held until the connection has ended.
+                let _slot = slot;
+                me.run(socket, room, endpoint, access).await
+            })
     }
 
     async fn run(
@@ -180,11 +283,15 @@ impl Relay {
         socket: WebSocket,
         room: String,
         endpoint: Endpoint,
-        rights: Rights,
+        access: Access,
     ) {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        self.active.fetch_add(1, Ordering::AcqRel);
-        self.metrics.connection_opened(endpoint);
+        let _counted = Counted::new(&self, endpoint);
+        // The token's expiry on the runtime's clock.
+        let expires = access.expires_at.map(|exp| {
+            let left = Duration::from_secs(exp.saturating_sub(unix_now()));
+            tokio::time::Instant::now() + left
+        });
         let (sink, mut stream) = socket.split();
         let out = Arc::new(Outbox::new(
             endpoint,
@@ -199,15 +306,20 @@ impl Relay {
         ));
         match self
             .rooms
-            .join(&room, id, rights.can_write(), out.clone())
+            .join(&room, id, access.rights.can_write(), out.clone())
             .await
         {
             Ok(tx) => {
-                self.read_loop(&mut stream, id, endpoint, &out, &tx).await;
-                let _ = tx.send(Input::Leave { id }).await;
+                let member = Membership::new(id, tx.clone(), out.clone());
+                let watchdog = lifecycle::watch(&out, &self.metrics, self.config.liveness, expires);
+                tokio::select! {
+                    () = self.read_loop(&mut stream, id, endpoint, &out, &tx) => {}
+                    () = watchdog => {}
+                }
+                member.leave().await;
             }
             Err(e) => {
-                tracing::error!(room = %room, error = %e, "join failed");
+                tracing::error!(room = ?room, error = %e, "join failed");
                 out.close(CloseCode::INTERNAL, "the room could not be loaded", false);
             }
         }
@@ -238,10 +350,6 @@ impl Relay {
         };
         let _ = tokio::time::timeout(CLOSE_HANDSHAKE, drain).await;
         let _ = writer.await;
-        self.metrics.connection_closed(endpoint);
-        if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.idle.notify_waiters();
-        }
     }
 
     async fn read_loop(
@@ -265,6 +373,7 @@ impl Relay {
                 }
                 _ = out.wait_closing() => return,
             };
+            out.heard();
             if out.closing().is_some() {
                 return;
             }
@@ -356,6 +465,38 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Counts a connection as open (metrics, and the shutdown's wait) for as
+/// long as it lives, whichever way it ends.
+struct Counted<'a> {
+    relay: &'a Relay,
+    endpoint: Endpoint,
+}
+
+impl<'a> Counted<'a> {
+    fn new(relay: &'a Relay, endpoint: Endpoint) -> Self {
+        relay.active.fetch_add(1, Ordering::AcqRel);
+        relay.metrics.connection_opened(endpoint);
+        Self { relay, endpoint }
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.relay.metrics.connection_closed(self.endpoint);
+        if self.relay.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.relay.idle.notify_waiters();
+        }
+    }
+}
+
+/// `200 ok`, or `503` and why while storage cannot commit.
+async fn health_handler(State(relay): State<Arc<Relay>>) -> Response {
+    match relay.health.problem() {
+        None => "ok\n".into_response(),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
+    }
+}
+
 async fn metrics_handler(State(relay): State<Arc<Relay>>) -> Response {
     (
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
@@ -364,38 +505,44 @@ async fn metrics_handler(State(relay): State<Arc<Relay>>) -> Response {
         .into_response()
 }
 
+/// What an upgrade request brings, for [`Relay::admit`].
+struct Upgrade {
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    room: String,
+    query: HashMap<String, String>,
+    headers: HeaderMap,
+}
+
 async fn yjs_handler(
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
     Path(room): Path<String>,
     Query(query): Query<HashMap<String, String>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     State(relay): State<Arc<Relay>>,
 ) -> Response {
-    match relay.authorize(&room, &query, &headers) {
-        // Tokens are checked before the upgrade, so a refused client gets a
-        // plain 401/403.
-        Ok(rights) => match ws {
-            Ok(ws) => relay.upgrade(ws, room, Endpoint::Yjs, rights),
-            Err(rejection) => rejection.into_response(),
-        },
-        Err(r) => *r,
-    }
+    let request = Upgrade {
+        ws,
+        room,
+        query,
+        headers,
+    };
+    relay.admit(request, Endpoint::Yjs, peer)
 }
 
 async fn sync_handler(
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
     Path(room): Path<String>,
     Query(query): Query<HashMap<String, String>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     State(relay): State<Arc<Relay>>,
 ) -> Response {
-    match relay.authorize(&room, &query, &headers) {
-        // Tokens are checked before the upgrade, so a refused client gets a
-        // plain 401/403.
-        Ok(rights) => match ws {
-            Ok(ws) => relay.upgrade(ws, room, Endpoint::Sync, rights),
-            Err(rejection) => rejection.into_response(),
-        },
-        Err(r) => *r,
-    }
+    let request = Upgrade {
+        ws,
+        room,
+        query,
+        headers,
+    };
+    relay.admit(request, Endpoint::Sync, peer)
 }

@@ -7,16 +7,24 @@
 //! many updates share one fsync, and an update is only reported durable
 //! once its transaction is committed. Loads read through their own
 //! connections, which WAL lets run beside the writer.
+//!
+//! The writer reports to [`Health`]: while commits fail (or one stalls),
+//! `/healthz` says so, and the writer probes with a one-row write every
+//! [`PROBE_EVERY`] until one succeeds.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use neuroplex_core::doc::Snapshot;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
+
+use crate::datadir::{self, DataDirLock};
+use crate::health::Health;
 
 pub use neuroplex_core::doc::room::{EntryKind, LogEntry as Entry, SetAside};
 
@@ -88,7 +96,17 @@ pub struct Storage {
     path: PathBuf,
     jobs: std_mpsc::Sender<Job>,
     transactions: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    health: Arc<Health>,
 }
+
+/// How often a writer whose last commit failed tries a probe write.
+pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// How long the writer waits for SQLite's write lock. No other relay
+/// writes (the data directory is locked), so only an outside process can
+/// hold it; beyond this the commit fails (and its writers are told)
+/// instead of holding every acknowledgement hostage.
+const WRITE_LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// Joins the writer thread when dropped last (see [`Storage::open`]).
 pub struct WriterGuard(Option<JoinHandle<()>>);
@@ -130,12 +148,12 @@ fn open_connection(path: &Path) -> Result<Connection, StorageError> {
 
 impl Storage {
     /// Opens (creating if missing) `dir/neuroplex.sqlite3` and starts the
-    /// writer thread.
+    /// writer thread, which holds the data directory's lock while it runs
+    /// (see [`crate::datadir`]).
     pub fn open(dir: &Path) -> Result<(Storage, WriterGuard), StorageError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StorageError(format!("cannot create {}: {e}", dir.display())))?;
-        let path = dir.join("neuroplex.sqlite3");
+        let (lock, path) = datadir::prepare(dir)?;
         let conn = open_connection(&path)?;
+        conn.busy_timeout(WRITE_LOCK_WAIT)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS updates (
                 room TEXT NOT NULL,
@@ -159,21 +177,28 @@ impl Storage {
                 from_snapshot INTEGER NOT NULL,
                 data BLOB NOT NULL,
                 error TEXT NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS health_probe (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                at INTEGER NOT NULL
             );",
         )?;
         let (tx, rx) = std_mpsc::channel();
         let transactions = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = transactions.clone();
         let checkpoint_conn = open_connection(&path)?;
+        let health = Arc::new(Health::default());
+        let reports = health.clone();
         let handle = std::thread::Builder::new()
             .name("neuroplex-storage".into())
-            .spawn(move || writer(conn, rx, counter, checkpoint_conn))
+            .spawn(move || writer(conn, rx, counter, checkpoint_conn, reports, lock))
             .map_err(|e| StorageError(format!("cannot start the writer thread: {e}")))?;
         Ok((
             Storage {
                 path,
                 jobs: tx,
                 transactions,
+                health,
             },
             WriterGuard(Some(handle)),
         ))
@@ -182,6 +207,11 @@ impl Storage {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What the writer last reported (for `/healthz`).
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
     }
 
     /// Appends entries to a room's log. The entries are queued at once
@@ -322,6 +352,8 @@ fn writer(
     jobs: std_mpsc::Receiver<Job>,
     transactions: std::sync::Arc<std::sync::atomic::AtomicU64>,
     checkpoint_conn: Connection,
+    health: Arc<Health>,
+    lock: DataDirLock,
 ) {
     let (kick, kicks) = std_mpsc::sync_channel(1);
     let checkpoints = std::thread::Builder::new()
@@ -333,11 +365,14 @@ fn writer(
     } else if let Err(e) = conn.pragma_update(None, "wal_autocheckpoint", 0) {
         tracing::warn!(error = %e, "cannot turn off automatic checkpoints");
     }
-    write_loop(conn, jobs, transactions, &kick);
+    write_loop(conn, jobs, transactions, &kick, &health);
     drop(kick);
     if let Ok(h) = checkpoints {
         let _ = h.join();
     }
+    // Only now may another relay open the directory.
+    tracing::debug!(lock = %lock.path().display(), "releasing the data directory");
+    drop(lock);
 }
 
 fn write_loop(
@@ -345,8 +380,28 @@ fn write_loop(
     jobs: std_mpsc::Receiver<Job>,
     transactions: std::sync::Arc<std::sync::atomic::AtomicU64>,
     kick: &std_mpsc::SyncSender<()>,
+    health: &Health,
 ) {
-    while let Ok(first) = jobs.recv() {
+    let mut failing = false;
+    loop {
+        let first = if failing {
+            match jobs.recv_timeout(PROBE_EVERY) {
+                Ok(job) => job,
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                    health.commit_started();
+                    let r = probe(&mut conn);
+                    failing = r.is_err();
+                    health.commit_ended(r.map_err(|e| e.to_string()));
+                    continue;
+                }
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        } else {
+            match jobs.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            }
+        };
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match jobs.try_recv() {
@@ -355,30 +410,58 @@ fn write_loop(
             }
         }
         let started = Instant::now();
+        health.commit_started();
         let result = commit(&mut conn, &group);
         transactions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::trace!(jobs = group.len(), elapsed = ?started.elapsed(), "group commit");
         // Full means a checkpoint is already due: nothing to add.
         let _ = kick.try_send(());
-        match result {
-            Ok(()) => group.into_iter().for_each(|job| finish(job, Ok(()))),
+        // Healthy if anything could be committed: one bad job (a logic
+        // error) does not make the storage unhealthy.
+        let outcome = match result {
+            Ok(()) => {
+                group.into_iter().for_each(|job| finish(job, Ok(())));
+                Ok(())
+            }
             // One bad job must not fail its neighbours: retry each alone, so
             // only the culprit is told (the transaction was rolled back).
             Err(e) if group.len() > 1 => {
                 tracing::warn!(error = %e, "group commit failed; retrying jobs one by one");
+                let mut last = Err(e.to_string());
                 for job in group {
                     let r = commit(&mut conn, std::slice::from_ref(&job));
+                    if last.is_err() {
+                        last = r.as_ref().map(|_| ()).map_err(|e| e.to_string());
+                    }
                     finish(job, r.map_err(StorageError::from));
                 }
+                last
             }
             Err(e) => {
                 tracing::error!(error = %e, "commit failed");
                 for job in group {
                     finish(job, Err(StorageError(e.to_string())));
                 }
+                Err(e.to_string())
             }
-        }
+        };
+        failing = outcome.is_err();
+        health.commit_ended(outcome);
     }
+}
+
+/// A one-row write, to learn whether commits work again.
+fn probe(conn: &mut Connection) -> Result<(), rusqlite::Error> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let tx = conn.transaction()?;
+    tx.execute(
+        "INSERT INTO health_probe (id, at) VALUES (1, ?1)
+         ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+        params![now],
+    )?;
+    tx.commit()
 }
 
 fn finish(job: Job, result: Result<(), StorageError>) {

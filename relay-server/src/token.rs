@@ -26,6 +26,11 @@ type HmacSha256 = Hmac<Sha256>;
 /// query string cannot make the server decode or hash megabytes.
 pub const MAX_TOKEN_LEN: usize = 4096;
 
+/// Shortest secret accepted, in bytes: HMAC-SHA256's full strength needs
+/// a key of at least its 32-byte output, and a short human-chosen secret
+/// can be guessed offline from any one token.
+pub const MIN_SECRET_LEN: usize = 32;
+
 /// The version prefix; a future format gets a new prefix instead of being
 /// misread as this one.
 const VERSION: &str = "v1";
@@ -147,7 +152,8 @@ impl Secret {
     /// The secret from a secret file's contents: trailing spaces, tabs, `\r`
     /// and `\n` are trimmed (so `echo secret > file` and an editor's final
     /// newline do not change the key); leading bytes are kept as they are.
-    /// An empty secret is refused, since it would let anyone mint tokens.
+    /// An empty secret is refused, since it would let anyone mint tokens,
+    /// and so is one shorter than [`MIN_SECRET_LEN`].
     pub fn from_file_bytes(bytes: &[u8]) -> Result<Secret, TokenError> {
         let end = bytes
             .iter()
@@ -156,6 +162,13 @@ impl Secret {
         let key = &bytes[..end];
         if key.is_empty() {
             return Err(TokenError::Secret("the secret is empty".into()));
+        }
+        if key.len() < MIN_SECRET_LEN {
+            return Err(TokenError::Secret(format!(
+                "the secret is {} bytes long; at least {MIN_SECRET_LEN} are required \
+                 (make one with `head -c 32 /dev/urandom | base64 > FILE`)",
+                key.len()
+            )));
         }
         // HMAC accepts keys of any length (long ones are hashed first).
         let mac = <HmacSha256 as KeyInit>::new_from_slice(key)
@@ -209,7 +222,26 @@ fn sign_payload(secret: &Secret, payload: &[u8]) -> String {
     token
 }
 
-/// Checks `token` for `room` at time `now_unix` and returns its rights.
+/// What a verified token grants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// Read or write.
+    pub rights: Rights,
+    /// When the token stops being valid (unix seconds, exclusive): the
+    /// relay closes a connection opened with it then.
+    pub expires_at: u64,
+}
+
+/// The token of an `Authorization` header value: the scheme `Bearer` is
+/// matched case-insensitively (RFC 9110 §11.1), the token is what follows
+/// it and its spaces.
+pub fn bearer(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Checks `token` for `room` at time `now_unix` and returns what it grants.
 ///
 /// Checks run in this order: size and shape, MAC (constant time), payload,
 /// expiry, room. Expiry comes before room so a stale token for another room
@@ -219,7 +251,7 @@ pub fn verify(
     token: &str,
     room: &str,
     now_unix: u64,
-) -> Result<Rights, TokenError> {
+) -> Result<Grant, TokenError> {
     if token.is_empty() {
         return Err(TokenError::Malformed("empty"));
     }
@@ -273,7 +305,10 @@ pub fn verify(
     if token_room != room {
         return Err(TokenError::WrongRoom);
     }
-    Ok(rights)
+    Ok(Grant {
+        rights,
+        expires_at: exp,
+    })
 }
 
 /// Parses a time-to-live: plain seconds (`"3600"`) or a number with one of
@@ -311,8 +346,13 @@ mod tests {
 
     const NOW: u64 = 1_700_000_000;
 
+    /// The rights of a verified token (its expiry aside).
+    fn granted(r: Result<Grant, TokenError>) -> Result<Rights, TokenError> {
+        r.map(|g| g.rights)
+    }
+
     fn secret() -> Secret {
-        Secret::from_file_bytes(b"correct horse battery staple").unwrap()
+        Secret::from_file_bytes(b"correct horse battery staple, stapled").unwrap()
     }
 
     /// Replaces the byte at `i` with a different base64url character.
@@ -329,7 +369,7 @@ mod tests {
             let t = issue(&s, "room-1", rights, NOW + 60);
             assert!(t.starts_with("v1."));
             assert_eq!(t.split('.').count(), 3);
-            assert_eq!(verify(&s, &t, "room-1", NOW), Ok(rights));
+            assert_eq!(granted(verify(&s, &t, "room-1", NOW)), Ok(rights));
         }
     }
 
@@ -338,7 +378,7 @@ mod tests {
         let s = secret();
         let room = "a/b \"c\" ünï.cödé";
         let t = issue(&s, room, Rights::Write, NOW + 1);
-        assert_eq!(verify(&s, &t, room, NOW), Ok(Rights::Write));
+        assert_eq!(granted(verify(&s, &t, room, NOW)), Ok(Rights::Write));
     }
 
     #[test]
@@ -380,7 +420,7 @@ mod tests {
     #[test]
     fn other_secret_is_bad_signature() {
         let t = issue(&secret(), "r", Rights::Write, NOW + 60);
-        let other = Secret::from_file_bytes(b"another secret").unwrap();
+        let other = Secret::from_file_bytes(b"another secret, just as long as one").unwrap();
         assert_eq!(verify(&other, &t, "r", NOW), Err(TokenError::BadSignature));
     }
 
@@ -396,7 +436,7 @@ mod tests {
             verify(&s, &t, "r", NOW + 1000),
             Err(TokenError::Expired { exp: NOW })
         );
-        assert_eq!(verify(&s, &t, "r", NOW - 1), Ok(Rights::Write));
+        assert_eq!(granted(verify(&s, &t, "r", NOW - 1)), Ok(Rights::Write));
     }
 
     #[test]
@@ -492,18 +532,55 @@ mod tests {
 
     #[test]
     fn secret_trailing_whitespace_is_trimmed() {
-        let plain = Secret::from_file_bytes(b"s3cret").unwrap();
+        let plain = Secret::from_file_bytes(b"s3cret-that-is-long-enough-for-hmac").unwrap();
         let t = issue(&plain, "r", Rights::Write, NOW + 60);
-        for file in [&b"s3cret\n"[..], b"s3cret\r\n", b"s3cret \t\r\n\n"] {
+        for file in [
+            &b"s3cret-that-is-long-enough-for-hmac\n"[..],
+            b"s3cret-that-is-long-enough-for-hmac\r\n",
+            b"s3cret-that-is-long-enough-for-hmac \t\r\n\n",
+        ] {
             let s = Secret::from_file_bytes(file).unwrap();
-            assert_eq!(verify(&s, &t, "r", NOW), Ok(Rights::Write));
+            assert_eq!(granted(verify(&s, &t, "r", NOW)), Ok(Rights::Write));
         }
         // Leading whitespace is part of the key.
-        let leading = Secret::from_file_bytes(b" s3cret").unwrap();
+        let leading = Secret::from_file_bytes(b" s3cret-that-is-long-enough-for-hmac").unwrap();
         assert_eq!(
             verify(&leading, &t, "r", NOW),
             Err(TokenError::BadSignature)
         );
+    }
+
+    #[test]
+    fn short_secrets_are_refused_naming_the_length() {
+        let err = Secret::from_file_bytes(&[b'x'; MIN_SECRET_LEN - 1]).unwrap_err();
+        assert!(err.to_string().contains("31 bytes"), "{err}");
+        // Trailing whitespace does not count.
+        let mut padded = vec![b'x'; MIN_SECRET_LEN - 1];
+        padded.extend_from_slice(b"  \n");
+        assert!(Secret::from_file_bytes(&padded).is_err());
+        assert!(Secret::from_file_bytes(&[b'x'; MIN_SECRET_LEN]).is_ok());
+    }
+
+    #[test]
+    fn verify_returns_the_expiry() {
+        let t = issue(&secret(), "r", Rights::Read, NOW + 7);
+        assert_eq!(
+            verify(&secret(), &t, "r", NOW),
+            Ok(Grant {
+                rights: Rights::Read,
+                expires_at: NOW + 7
+            })
+        );
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for h in ["Bearer abc", "bearer abc", "BEARER abc", "  BeArEr   abc  "] {
+            assert_eq!(bearer(h), Some("abc"), "{h:?}");
+        }
+        for h in ["Basic abc", "Bearer", "Bearer ", "Bearerabc", "", "abc"] {
+            assert_eq!(bearer(h), None, "{h:?}");
+        }
     }
 
     #[test]
@@ -525,15 +602,15 @@ mod tests {
         assert!(err.to_string().contains("no-such-secret"), "{err}");
 
         let file = dir.join("secret");
-        std::fs::write(&file, b"s3cret\n").unwrap();
+        std::fs::write(&file, b"s3cret-that-is-long-enough-for-hmac\n").unwrap();
         let s = Secret::load(&file).unwrap();
         let t = issue(
-            &Secret::from_file_bytes(b"s3cret").unwrap(),
+            &Secret::from_file_bytes(b"s3cret-that-is-long-enough-for-hmac").unwrap(),
             "r",
             Rights::Read,
             NOW + 1,
         );
-        assert_eq!(verify(&s, &t, "r", NOW), Ok(Rights::Read));
+        assert_eq!(granted(verify(&s, &t, "r", NOW)), Ok(Rights::Read));
         assert_eq!(format!("{s:?}"), "Secret(..)");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -45,23 +45,30 @@ async fn tokens_are_checked_before_the_upgrade_and_read_tokens_cannot_write() {
     let dir = tempfile::tempdir().unwrap();
     let secret_file = dir.path().join("secret");
     // Trailing whitespace is not part of the secret.
-    std::fs::write(&secret_file, "correct horse battery staple\n\n").unwrap();
+    std::fs::write(&secret_file, "correct horse battery staple, stapled\n\n").unwrap();
+    // With a secret, /metrics is on its own listener only.
+    let metrics = format!("127.0.0.1:{}", support::free_port());
     let relay = RelayProcess::start(
         &dir.path().join("data"),
-        &["--secret-file", secret_file.to_str().unwrap()],
+        &[
+            "--secret-file",
+            secret_file.to_str().unwrap(),
+            "--metrics-listen",
+            &metrics,
+        ],
     );
     let base = relay.ws_url();
     let write = token_cli(&secret_file, "r1", "write", "1h");
     let read = token_cli(&secret_file, "r1", "read", "1h");
     let other = token_cli(&secret_file, "r2", "write", "1h");
-    let secret = Secret::from_file_bytes(b"correct horse battery staple").unwrap();
+    let secret = Secret::from_file_bytes(b"correct horse battery staple, stapled").unwrap();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
     let expired = token::issue(&secret, "r1", Rights::Write, now - 10);
     let wrong_key = token::issue(
-        &Secret::from_file_bytes(b"another secret").unwrap(),
+        &Secret::from_file_bytes(b"another secret, just as long as one").unwrap(),
         "r1",
         Rights::Write,
         now + 3600,
@@ -144,7 +151,7 @@ async fn tokens_are_checked_before_the_upgrade_and_read_tokens_cannot_write() {
     .unwrap();
     append_text(&reader, "R");
     support::wait_for("two read-only refusals", LONG, || {
-        let (_, m) = relay.http("/metrics");
+        let (_, m) = support::http_get(&metrics, "/metrics");
         support::metric(&m, "neuroplex_rejected_total{reason=\"read_only\"}") >= 2.0
     })
     .await;
@@ -163,7 +170,7 @@ async fn tokens_are_checked_before_the_upgrade_and_read_tokens_cannot_write() {
     }
     // The read-only connection stays open.
     assert!(reader.status().borrow().connected);
-    let (_, m) = relay.http("/metrics");
+    let (_, m) = support::http_get(&metrics, "/metrics");
     for reason in [
         "token_missing",
         "token_invalid",

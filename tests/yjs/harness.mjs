@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { randomBytes } from 'node:crypto'
+import { createServer } from 'node:net'
 
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
@@ -208,6 +209,18 @@ export async function makeSecretFile (dir) {
   const file = join(dir, 'secret')
   await writeFile(file, randomBytes(32).toString('hex') + '\n')
   return file
+}
+
+/** A loopback port free now (for a flag that needs one chosen ahead). */
+export function freePort () {
+  return new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.on('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address()
+      srv.close(() => resolve(port))
+    })
+  })
 }
 
 /** A room name no other test uses. */

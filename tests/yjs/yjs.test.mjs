@@ -14,7 +14,7 @@ import * as Y from 'yjs'
 import * as encoding from 'lib0/encoding'
 
 import {
-  startRelay, mintToken, makeSecretFile, makeTempDir, removeDir, uniqueRoom,
+  startRelay, mintToken, makeSecretFile, makeTempDir, removeDir, uniqueRoom, freePort,
   makeClient, waitSynced, waitFor, cleanup, rawConnect, decodeAwareness,
   encodeAwarenessMessage, encodeSyncMessage, metricValue,
   MSG_SYNC, MSG_AWARENESS, SYNC_STEP1, SYNC_UPDATE
@@ -365,12 +365,15 @@ function signToken (secret, payload) {
 }
 
 describe('capability tokens', () => {
-  let dir, secretFile, secret, relay
+  let dir, secretFile, secret, relay, metricsUrl
   before(async () => {
     dir = await makeTempDir()
     secretFile = await makeSecretFile(dir)
     secret = (await readFile(secretFile, 'utf8')).trimEnd()
-    relay = await startRelay({ args: ['--secret-file', secretFile] })
+    // With a secret, /metrics is served on its own (loopback) listener only.
+    const metricsPort = await freePort()
+    metricsUrl = `http://127.0.0.1:${metricsPort}`
+    relay = await startRelay({ args: ['--secret-file', secretFile, '--metrics-listen', `127.0.0.1:${metricsPort}`] })
   })
   after(async () => {
     if (relay) await relay.stop()
@@ -460,10 +463,10 @@ describe('capability tokens', () => {
     await waitFor(() => w1.provider.awareness.getStates().get(ro.doc.clientID)?.user?.name === 'reader',
       { what: 'the read-only client\'s awareness to reach w1' })
 
-    const before = await metricValue(relay.httpUrl, 'neuroplex_rejected_total', { reason: 'read_only' })
+    const before = await metricValue(metricsUrl, 'neuroplex_rejected_total', { reason: 'read_only' })
     ro.text.insert(0, 'READ-ONLY EDIT ')
     ro.map.set('ro', true)
-    await waitFor(async () => await metricValue(relay.httpUrl, 'neuroplex_rejected_total', { reason: 'read_only' }) > before,
+    await waitFor(async () => await metricValue(metricsUrl, 'neuroplex_rejected_total', { reason: 'read_only' }) > before,
       { what: 'neuroplex_rejected_total{reason="read_only"} to increase after the read-only edit' })
 
     // Flush: a later write travels w2 -> relay -> w1; anything the relay

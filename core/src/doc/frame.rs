@@ -115,8 +115,8 @@ impl CloseCode {
     pub const TOO_LARGE: u16 = 4413;
     /// A text frame: both protocols are binary.
     pub const TEXT_FRAME: u16 = 4415;
-    /// A value nested deeper than the protocol allows (an update's values,
-    /// a JSON state).
+    /// A value nested deeper than the protocol allows (see
+    /// [`super::guard::MAX_DEPTH`]).
     pub const TOO_NESTED: u16 = 4420;
     /// A Yjs update that yrs cannot decode or integrate.
     pub const BAD_UPDATE: u16 = 4422;
@@ -130,4 +130,7 @@ impl CloseCode {
     /// The connection could not keep up with its room: reconnect and
     /// resync.
     pub const SLOW_CONSUMER: u16 = 4503;
+    /// The connection answered nothing (no pong, no frame) within the
+    /// relay's ping timeout: reconnect.
+    pub const PING_TIMEOUT: u16 = 4508;
 }

@@ -85,6 +85,11 @@ impl PresenceMap {
         }
     }
 
+    /// The clock known for `client`.
+    pub fn clock(&self, client: u64) -> Option<u32> {
+        self.entries.get(&client).map(|(c, _)| *c)
+    }
+
     /// Clients known, present or removed.
     pub fn known(&self) -> usize {
         self.entries.len()

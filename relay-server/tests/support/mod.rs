@@ -635,3 +635,32 @@ pub fn issue_token(secret_file: &Path, room: &str, rights: &str) -> String {
     let stdout = String::from_utf8(out.stdout).unwrap();
     stdout.lines().last().unwrap().to_string()
 }
+
+/// A port free on loopback now (for flags that need one chosen ahead).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Runs `neuroplex-relay ARGS` to its end (killed after `limit`), and
+/// returns its exit status and stderr.
+pub fn run_to_exit(args: &[&str], limit: Duration) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    let mut child = Command::new(relay_bin())
+        .args(args)
+        .env("NEUROPLEX_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the relay");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let status = wait_exit(&mut child, limit);
+    (status, reader.join().unwrap_or_default())
+}

@@ -14,6 +14,8 @@ pub(super) struct Conn {
     pub writable: bool,
     /// Presence ids this connection owns (removed when it leaves).
     pub presence: BTreeSet<u64>,
+    /// The room's presence removal count when it joined.
+    pub joined: u64,
     /// Native: the Hello arrived.
     pub hello: bool,
     /// Native: a delta was sent and its acknowledgement is awaited.
@@ -37,11 +39,12 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    pub fn new(protocol: Protocol, writable: bool) -> Self {
+    pub fn new(protocol: Protocol, writable: bool, joined: u64) -> Self {
         Self {
             protocol,
             writable,
             presence: BTreeSet::new(),
+            joined,
             hello: false,
             awaiting_ack: false,
             yrs_received: 0,

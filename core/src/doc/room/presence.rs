@@ -39,6 +39,9 @@ pub(super) struct OwnedPresence {
     /// entry does not bring the client back) until this many newer ones.
     tombstones: VecDeque<u64>,
     max_tombstones: usize,
+    /// When each remembered removal happened (the removal count then).
+    removed_at: BTreeMap<u64, u64>,
+    removals: u64,
 }
 
 impl OwnedPresence {
@@ -48,20 +51,30 @@ impl OwnedPresence {
             owners: BTreeMap::new(),
             tombstones: VecDeque::new(),
             max_tombstones,
+            removed_at: BTreeMap::new(),
+            removals: 0,
         }
     }
 
-    /// Applies `entries` from `conn`, which owns `owned` and may own at most
+    /// Removals so far: a joining connection's mark, to tell its echoes
+    /// of older states from a comeback.
+    pub(super) fn removals(&self) -> u64 {
+        self.removals
+    }
+
+    /// Applies `entries` from `conn`, which joined at removal count `joined`
+    /// ([`OwnedPresence::removals`]), owns `owned` and may own at most
     /// `max_ids`.
     pub(super) fn apply(
         &mut self,
         conn: ConnId,
+        joined: u64,
         owned: &mut BTreeSet<u64>,
         max_ids: usize,
         entries: Vec<PresenceEntry>,
     ) -> Result<Applied, TooManyIds> {
         let mut applied = Applied::default();
-        for e in entries {
+        for mut e in entries {
             match self.owners.get(&e.client) {
                 Some(&owner) if owner != conn => {
                     // Honest y-websocket clients echo every awareness change
@@ -77,6 +90,26 @@ impl OwnedPresence {
                     if e.state.is_none() {
                         // Removing an id nobody holds: nothing to remove.
                         continue;
+                    }
+                    if !self.map.would_change(&e) {
+                        // At or below the room's removal of this id. From a
+                        // connection that was here before that removal it is
+                        // an echo of what the room sent it (y-websocket
+                        // clients echo every change they hear): dropped. From
+                        // a connection that joined after it, it is the client
+                        // coming back (a y-websocket client reconnects with
+                        // its old clock): stamped past the removal, so it
+                        // shows at once — clients adopt a higher clock for
+                        // their own id, as y-protocols' awareness does.
+                        let after = self
+                            .removed_at
+                            .get(&e.client)
+                            .is_none_or(|&at| at <= joined);
+                        if !after {
+                            continue;
+                        }
+                        let known = self.map.clock(e.client).unwrap_or(0);
+                        e.clock = known.wrapping_add(1);
                     }
                     if owned.len() >= max_ids {
                         return Err(TooManyIds);
@@ -113,14 +146,17 @@ impl OwnedPresence {
     }
 
     fn tombstone(&mut self, client: u64) {
+        self.removals += 1;
+        self.removed_at.insert(client, self.removals);
         self.tombstones.push_back(client);
         while self.tombstones.len() > self.max_tombstones {
             let Some(old) = self.tombstones.pop_front() else {
                 break;
             };
             // Only if it is still removed and free (it may have come back).
-            if !self.owners.contains_key(&old) {
+            if !self.owners.contains_key(&old) && !self.tombstones.contains(&old) {
                 self.map.forget_removed(old);
+                self.removed_at.remove(&old);
             }
         }
     }
@@ -156,22 +192,37 @@ mod tests {
     fn an_owned_id_is_only_changed_by_its_owner() {
         let mut p = OwnedPresence::new(16);
         let (mut a, mut b) = (BTreeSet::new(), BTreeSet::new());
-        let r = p.apply(1, &mut a, 4, vec![e(10, 1, Some("{}"))]).unwrap();
+        let r = p
+            .apply(1, 0, &mut a, 4, vec![e(10, 1, Some("{}"))])
+            .unwrap();
         assert_eq!(r.changed.len(), 1);
         // Another connection with a higher clock: dropped and counted.
         let r = p
-            .apply(2, &mut b, 4, vec![e(10, 9, Some("{\"name\":\"evil\"}"))])
+            .apply(2, 0, &mut b, 4, vec![e(10, 9, Some("{\"name\":\"evil\"}"))])
             .unwrap();
         assert!(r.changed.is_empty());
         assert_eq!(r.spoofed, 1);
         // An echo of the owner's own state is not an attempt.
-        let r = p.apply(2, &mut b, 4, vec![e(10, 1, Some("{}"))]).unwrap();
+        let r = p
+            .apply(2, 0, &mut b, 4, vec![e(10, 1, Some("{}"))])
+            .unwrap();
         assert_eq!(r.spoofed, 0);
         assert_eq!(p.present(), vec![e(10, 1, Some("{}"))]);
-        // Once the owner leaves, the id is free.
+        // Once the owner leaves, the id is free; a first entry at or below
+        // the removal's clock is stamped past it.
         assert_eq!(p.leave(a), vec![e(10, 2, None)]);
-        let r = p.apply(2, &mut b, 4, vec![e(10, 3, Some("{}"))]).unwrap();
-        assert_eq!(r.changed.len(), 1);
+        // An echo from a connection that was here before the removal is
+        // dropped; a connection that joined after it comes back at once.
+        let r = p
+            .apply(2, 0, &mut b, 4, vec![e(10, 1, Some("{}"))])
+            .unwrap();
+        assert!(r.changed.is_empty());
+        let mut c = BTreeSet::new();
+        let joined = p.removals();
+        let r = p
+            .apply(3, joined, &mut c, 4, vec![e(10, 1, Some("{}"))])
+            .unwrap();
+        assert_eq!(r.changed, vec![e(10, 3, Some("{}"))]);
     }
 
     #[test]
@@ -179,12 +230,15 @@ mod tests {
         let mut p = OwnedPresence::new(4);
         let mut a = BTreeSet::new();
         for c in 0..3 {
-            p.apply(1, &mut a, 3, vec![e(c, 1, Some("{}"))]).unwrap();
+            p.apply(1, 0, &mut a, 3, vec![e(c, 1, Some("{}"))]).unwrap();
         }
-        assert!(p.apply(1, &mut a, 3, vec![e(99, 1, Some("{}"))]).is_err());
+        assert!(
+            p.apply(1, 0, &mut a, 3, vec![e(99, 1, Some("{}"))])
+                .is_err()
+        );
         for conn in 2..100u64 {
             let mut owned = BTreeSet::new();
-            p.apply(conn, &mut owned, 3, vec![e(1000 + conn, 1, Some("{}"))])
+            p.apply(conn, 0, &mut owned, 3, vec![e(1000 + conn, 1, Some("{}"))])
                 .unwrap();
             p.leave(owned);
         }
