@@ -378,8 +378,9 @@ async fn claimed_counts_are_not_trusted() {
     }
 }
 
-fn rejected(relay: &RelayProcess, reason: &str) -> f64 {
-    let (_, m) = relay.http("/metrics");
+/// `neuroplex_rejected_total{reason}` from the metrics listener at `addr`.
+fn rejected(addr: &str, reason: &str) -> f64 {
+    let (_, m) = support::http_get(addr, "/metrics");
     metric(
         &m,
         &format!("neuroplex_rejected_total{{reason=\"{reason}\"}}"),
@@ -397,9 +398,16 @@ async fn presence_is_owned() {
     let room = "presence";
     let write = issue_token(&secret_file, room, "write");
     let read = issue_token(&secret_file, room, "read");
+    // With a secret, /metrics is on its own listener.
+    let metrics = format!("127.0.0.1:{}", support::free_port());
     let mut relay = RelayProcess::start(
         &dir.path().join("data"),
-        &["--secret-file", secret_file.to_str().unwrap()],
+        &[
+            "--secret-file",
+            secret_file.to_str().unwrap(),
+            "--metrics-listen",
+            &metrics,
+        ],
     );
     let a = YjsPeer::connect(&relay, room, "alice", Some(&write)).await;
     let b = YjsPeer::connect(&relay, room, "bob", Some(&write)).await;
@@ -412,7 +420,7 @@ async fn presence_is_owned() {
     .await;
 
     // 1. Renaming alice with a higher clock.
-    let spoofs_before = rejected(&relay, "presence_not_owned");
+    let spoofs_before = rejected(&metrics, "presence_not_owned");
     let mut attacker = raw_ws(&relay, "yjs", room, Some(&write)).await;
     let mallory = "{\"name\":\"mallory\"}";
     attacker
@@ -448,13 +456,13 @@ async fn presence_is_owned() {
     .await;
     assert_eq!(a.presence_of(a_id).as_deref(), Some(alice));
     wait_for("presence_not_owned counted", LONG, || {
-        rejected(&relay, "presence_not_owned") > spoofs_before
+        rejected(&metrics, "presence_not_owned") > spoofs_before
     })
     .await;
     eprintln!(
         "attack presence-spoof: presence_not_owned {} -> {}, bob sees alice as {:?}",
         spoofs_before,
-        rejected(&relay, "presence_not_owned"),
+        rejected(&metrics, "presence_not_owned"),
         b.presence_of(a_id)
     );
     attacker.close(None).await.ok();
@@ -510,14 +518,14 @@ async fn presence_is_owned() {
     // Every update message the reader sent (its sync step 2 and its edit)
     // was dropped and counted.
     wait_for("the reader's updates dropped", LONG, || {
-        rejected(&relay, "read_only") >= ro.update_messages_sent() as f64
+        rejected(&metrics, "read_only") >= ro.update_messages_sent() as f64
     })
     .await;
     converge(&a, &b, "after-read-only").await;
     eprintln!(
         "attack read-only-write: {} update messages sent, read_only rejected {}",
         ro.update_messages_sent(),
-        rejected(&relay, "read_only")
+        rejected(&metrics, "read_only")
     );
     for p in [&a, &b] {
         assert!(
