@@ -301,6 +301,10 @@ impl Room {
 
     /// A connection joins: the frames that start its conversation.
     pub fn join(&mut self, conn: ConnId, protocol: Protocol, writable: bool) {
+        if self.poisoned() {
+            // It is closed with everyone else when the batch ends.
+            return;
+        }
         self.conns.insert(
             conn,
             Conn::new(protocol, writable, self.presence.removals()),
@@ -337,6 +341,10 @@ impl Room {
 
     /// A connection left (on every exit path of the shell).
     pub fn leave(&mut self, conn: ConnId) {
+        if self.poisoned() {
+            self.conns.remove(&conn);
+            return;
+        }
         if let Some(c) = self.conns.remove(&conn) {
             self.forget(conn, c);
         }
@@ -345,6 +353,9 @@ impl Room {
     /// Bytes from a connection, in its protocol. Refusals close it (see the
     /// batch's output); a connection not in the room is ignored.
     pub fn receive(&mut self, conn: ConnId, bytes: &[u8]) {
+        if self.poisoned() {
+            return;
+        }
         let Some(protocol) = self.conns.get(&conn).map(|c| c.protocol) else {
             return;
         };
@@ -384,7 +395,7 @@ impl Room {
     /// Decoded y-websocket messages from `conn`, in order.
     pub fn receive_yjs(&mut self, conn: ConnId, messages: Vec<YwsMessage>) {
         for m in messages {
-            if !self.conns.contains_key(&conn) {
+            if !self.conns.contains_key(&conn) || self.poisoned() {
                 return;
             }
             self.yjs_message(conn, m);
@@ -393,6 +404,9 @@ impl Room {
 
     /// A decoded native frame from `conn`.
     pub fn receive_native(&mut self, conn: ConnId, frame: Frame) {
+        if self.poisoned() {
+            return;
+        }
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
@@ -459,6 +473,11 @@ impl Room {
         }
     }
 
+    /// yrs panicked inside this batch: the room is to be reloaded.
+    pub fn poisoned(&self) -> bool {
+        self.batch.output.poisoned
+    }
+
     fn pending(&self) -> bool {
         let txn = self.doc.yrs().transact();
         let store = txn.store();
@@ -468,6 +487,12 @@ impl Room {
     /// Ends the batch: answers the queries it collected, offers CRDT changes
     /// to native peers, and hands over what to store and what to send.
     pub fn take_batch(&mut self) -> Batch {
+        if self.poisoned() {
+            // yrs failed half-way through an update: the document may be
+            // inconsistent (even its locks), so nothing more touches it. The
+            // shell closes everyone and reloads the room from storage.
+            return std::mem::take(&mut self.batch);
+        }
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         // yrs 0.28 can lose structs while it integrates updates that were
         // pending on missing dependencies (room_sim seed 222: clients held a
