@@ -621,36 +621,6 @@ fn a_valid_walk_allocates_only_its_depth() {
     assert!(allocated <= 256, "allocated {allocated}");
 }
 
-/// Not a test: measures how deep yrs decodes on a given stack before it
-/// overflows (which aborts the process). Run it with
-/// `NEUROPLEX_PROBE_DEPTH=n NEUROPLEX_PROBE_STACK=bytes cargo test --test guard
-/// -- --ignored probe_yrs_stack` and bisect on the exit status.
-#[test]
-#[ignore]
-fn probe_yrs_stack() {
-    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
-    let (Some(depth), Some(stack)) = (env("NEUROPLEX_PROBE_DEPTH"), env("NEUROPLEX_PROBE_STACK"))
-    else {
-        return;
-    };
-    let bytes = nested_any_update(depth);
-    std::thread::Builder::new()
-        .stack_size(stack)
-        .spawn(move || {
-            let doc = Doc::with_client_id(1);
-            let update = Update::decode_v1(&bytes).expect("decodes");
-            doc.transact_mut().apply_update(update).expect("applies");
-            let again = doc
-                .transact()
-                .encode_state_as_update_v1(&StateVector::default());
-            drop(doc);
-            assert!(!again.is_empty());
-        })
-        .unwrap()
-        .join()
-        .unwrap();
-}
-
 /// Found by the `yjs_update` fuzz target: an origin whose client id has
 /// bits above 53 made yrs's `ClientID::new` assert (debug) — in release it
 /// ORs them away and two clients become one. Refused now.

@@ -405,9 +405,6 @@ impl World {
                 ]
             }
         };
-        if std::env::var("ROOM_SIM_DEBUG").is_ok() {
-            eprintln!("attack {:?} conn {id} frames {}", attack, frames.len());
-        }
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.up.extend(frames);
         }
@@ -430,17 +427,10 @@ impl World {
     /// The relay takes a batch of inputs, commits, then sends.
     fn relay_batch(&mut self) {
         let n = self.rng.range(1, 33) as usize;
-        let debug = std::env::var("ROOM_SIM_DEBUG").is_ok();
-        let mut seen = Vec::new();
         for _ in 0..n {
             let Some(e) = self.inbox.pop_front() else {
                 break;
             };
-            if debug {
-                if let Event::Frame(id, b) = &e {
-                    seen.push((*id, b.clone()));
-                }
-            }
             match e {
                 Event::Join(id, writable) => self.room.join(id, Protocol::Yjs, writable),
                 Event::Frame(id, bytes) => self.room.receive(id, &bytes),
@@ -450,53 +440,8 @@ impl World {
         let mut batch = self.room.take_batch();
         let entries = batch.take_entries();
         self.disk.all.extend(entries.iter().cloned());
-        if debug {
-            let (full, _) = Room::restore(1, 2, self.limits.clone(), None, &self.disk.all);
-            if clocks(full.doc().yrs()) != clocks(self.room.doc().yrs()) {
-                eprintln!(
-                    "diverged in this batch: live {:?} stored {:?}",
-                    clocks(self.room.doc().yrs()),
-                    clocks(full.doc().yrs())
-                );
-                for (id, b) in &seen {
-                    let m = yws::decode_frame(b, 1000, 1000);
-                    eprintln!(
-                        "  conn {id}: {:?}",
-                        m.map(|m| m
-                            .iter()
-                            .map(|x| match x {
-                                yws::YwsMessage::Update(u) | yws::YwsMessage::SyncStep2(u) =>
-                                    format!(
-                                        "{} {:?}",
-                                        x.kind(),
-                                        Update::decode_v1(u).map(|d| d.state_vector())
-                                    ),
-                                other => other.kind().to_string(),
-                            })
-                            .collect::<Vec<_>>())
-                    );
-                }
-                eprintln!("  stored {}", entries.len());
-            }
-        }
         self.disk.log.extend(entries);
         let output = batch.committed();
-        if debug {
-            let have = self.room.doc().yrs().transact().state_vector();
-            for (from, u) in &output.updates {
-                let d = Update::decode_v1(u).unwrap();
-                for (client, ranges) in d.insertions(true).iter() {
-                    for r in ranges.iter() {
-                        if r.end > have.get(client) {
-                            eprintln!(
-                                "forwarded from {from} {client:?} {r:?} but the room has {}",
-                                have.get(client)
-                            );
-                        }
-                    }
-                }
-            }
-        }
         self.send(output);
         // Now and then the relay compacts (as the relay does when the log is
         // long), so restarts also load from a snapshot.
@@ -514,9 +459,6 @@ impl World {
         for c in &out.closes {
             if let Some(conn) = self.conns.get_mut(&c.conn) {
                 conn.closed = Some(c.code);
-                if std::env::var("ROOM_SIM_DEBUG").is_ok() {
-                    eprintln!("close {} {} {}", c.conn, c.code, c.reason);
-                }
             }
         }
         for s in out.sends {
@@ -854,11 +796,10 @@ fn check(seed: u64) -> Result<(), String> {
                 let sv_c = y.doc.transact().state_vector();
                 let sv_r = w.room.doc().yrs().transact().state_vector();
                 return Err(format!(
-                    "client {i} diverged: text {} vs room {} chars, map {} vs {}, room pending {:?}\n  client sv {sv_c:?}\n  room sv   {sv_r:?}",
+                    "client {i} diverged: text {} vs room {} chars, maps equal: {}, room pending {:?}\n  client sv {sv_c:?}\n  room sv   {sv_r:?}",
                     mine.0.len(),
                     room.0.len(),
                     mine.1 == room.1,
-                    true,
                     w.room
                         .doc()
                         .yrs()

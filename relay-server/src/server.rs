@@ -362,6 +362,7 @@ impl Relay {
     ) {
         let mut shutdown = self.shutdown.clone();
         let max = self.config.room.max_message_bytes;
+        let limits = self.config.room.limits();
         loop {
             let msg = tokio::select! {
                 m = stream.next() => m,
@@ -403,7 +404,7 @@ impl Relay {
                 }
             };
             let input = match endpoint {
-                Endpoint::Yjs => match decode_yjs(&self.config.room.limits(), &bytes) {
+                Endpoint::Yjs => match decode_yjs(&limits, &bytes) {
                     Ok(messages) => {
                         for m in &messages {
                             self.metrics.message(Direction::In, m.kind(), 0);

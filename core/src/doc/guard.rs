@@ -29,8 +29,10 @@ use std::vec::Vec;
 
 /// The deepest nesting of an `Any` value or a JSON string accepted. Real
 /// documents nest a handful of levels; yrs needs a few hundred bytes of stack
-/// per level, so 128 levels stay far below a stack overflow even on a 1 MiB
-/// stack (native threads, wasm). It is also serde_json's own limit, which
+/// per level (measured on a debug build, decode + apply + encode of nested
+/// arrays: about 3,250 levels fit a 1 MiB stack and 26,000 an 8 MiB one), so
+/// 128 levels stay far below a stack overflow even on a 1 MiB stack (native
+/// threads, wasm). It is also serde_json's own limit, which
 /// yrs uses for JSON content.
 pub const MAX_DEPTH: usize = 128;
 

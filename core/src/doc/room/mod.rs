@@ -427,17 +427,7 @@ impl Room {
                 self.close(conn, CloseCode::MALFORMED, "the first frame must be Hello");
             }
             Frame::Sync(msg) => self.native_sync(conn, msg),
-            Frame::YrsSyncRequest { state_vector } => match decode_state_vector(&state_vector.0) {
-                Ok(sv) => {
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.want_yrs_diff(sv);
-                    }
-                }
-                Err(e) => {
-                    self.reject("malformed");
-                    self.close(conn, CloseCode::MALFORMED, &e);
-                }
-            },
+            Frame::YrsSyncRequest { state_vector } => self.want_yrs_diff(conn, &state_vector.0),
             Frame::YrsUpdate { update } => {
                 if !self.writable(conn) {
                     self.refuse_write(conn);
@@ -624,19 +614,25 @@ impl Room {
         }
     }
 
+    /// A request for what `conn` lacks from state vector `sv` (sync step 1,
+    /// `YrsSyncRequest`): answered at the end of the batch.
+    fn want_yrs_diff(&mut self, conn: ConnId, sv: &[u8]) {
+        match decode_state_vector(sv) {
+            Ok(sv) => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.want_yrs_diff(sv);
+                }
+            }
+            Err(e) => {
+                self.reject("malformed");
+                self.close(conn, CloseCode::MALFORMED, &e);
+            }
+        }
+    }
+
     fn yjs_message(&mut self, conn: ConnId, msg: YwsMessage) {
         match msg {
-            YwsMessage::SyncStep1(sv) => match decode_state_vector(&sv) {
-                Ok(sv) => {
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.want_yrs_diff(sv);
-                    }
-                }
-                Err(e) => {
-                    self.reject("malformed");
-                    self.close(conn, CloseCode::MALFORMED, &e);
-                }
-            },
+            YwsMessage::SyncStep1(sv) => self.want_yrs_diff(conn, &sv),
             YwsMessage::SyncStep2(u) | YwsMessage::Update(u) => {
                 if !self.writable(conn) {
                     // y-websocket has no way to say so: dropped, counted.
