@@ -6,7 +6,8 @@
 //! (room_sim seeds 153 and 222 lost a client's clocks; seed 307 left two
 //! replicas with equal state vectors and different text) and can break a
 //! standard-library precondition inside `merge_updates`, which is undefined
-//! behaviour in a release build (`core/fuzz/known-crashes/`). So after
+//! behaviour in a release build (the input is
+//! `core/fuzz/corpus/room/room-yrs-vecdeque-ub`). So after
 //! every update the hold takes what yrs left pending out of it, keeps each
 //! leftover apart, and offers it to yrs again, unmerged, once something it
 //! waits for has arrived. yrs then never holds pending updates, and never

@@ -903,6 +903,8 @@ fn yws_refusal(e: &YwsError) -> (&'static str, u16) {
 fn update_refusal(e: &DocError) -> (&'static str, u16) {
     match e {
         DocError::TooDeep(_) => ("too_deep", CloseCode::TOO_NESTED),
+        // The room reloads: everyone reconnects, the sender too.
+        DocError::Panicked => ("yrs_panicked", CloseCode::INTERNAL),
         _ => ("bad_update", CloseCode::BAD_UPDATE),
     }
 }
