@@ -53,6 +53,13 @@ fn integrate(
     held: &mut Vec<Held>,
 ) -> Result<(), DocError> {
     let at = txn.state_vector();
+    if has_gap(&update, &at) {
+        held.push(Held {
+            bytes: update.encode_v1(),
+            at,
+        });
+        return Ok(());
+    }
     txn.apply_update(update)
         .map_err(|e| DocError::YrsRejected(e.to_string()))?;
     // One pending part, or a pending update and a delete set (a struct-free
@@ -64,6 +71,26 @@ fn integrate(
         });
     }
     Ok(())
+}
+
+/// Whether `update` has structs of a client beyond a hole in what the
+/// document (`sv`) and the update hold of that client. yrs integrates such
+/// structs after a placeholder for the hole (Yjs does not: it waits), and
+/// a later lookup into the placeholder reads freed or foreign memory
+/// (fuzz target room: a segmentation fault in yrs's `missing_dependency`,
+/// input `core/fuzz/corpus/room/room-yrs-skip-segv`). Such an update
+/// waits until the hole is filled.
+fn has_gap(update: &Update, sv: &StateVector) -> bool {
+    update.insertions(true).iter().any(|(client, ranges)| {
+        let mut ranges: Vec<_> = ranges.iter().collect();
+        ranges.sort_by_key(|r| r.start);
+        let mut have = sv.get(client);
+        ranges.into_iter().any(|r| {
+            let gap = r.start > have;
+            have = have.max(r.end);
+            gap
+        })
+    })
 }
 
 /// Offers the held updates to yrs again while the document changes;
