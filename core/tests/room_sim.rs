@@ -1,20 +1,25 @@
 //! Seeded simulation of a room ([`neuroplex_core::doc::Room`]) with honest
 //! and hostile clients, disconnects, slow consumers and relay restarts.
 //!
-//! Each seed builds a room with 2–20 clients: y-websocket clients (a yrs
-//! document speaking the y-websocket protocol, as an unmodified Yjs client
-//! does) editing a text and a map and announcing presence, and hostile
-//! clients that each try one attack from docs/PROTOCOL.md's list. Frames
+//! Each seed builds a room with 2–20 clients: honest clients of both
+//! protocols — y-websocket clients (a yrs document speaking the y-websocket
+//! protocol, as an unmodified Yjs client does) and native clients (a
+//! `SharedDoc` driven by `ClientSession`, as the Rust client and the npm
+//! package are), mixed in a proportion drawn per seed — editing a text and
+//! a map (native clients also CRDT values: a counter and a set) and
+//! announcing presence, and hostile clients that each try one attack from
+//! docs/PROTOCOL.md's list. Frames
 //! travel through per-connection queues delivered in random order of
 //! connections (some clients are slow: they read rarely); clients disconnect
 //! and come back at random points; the relay restarts from exactly what it
 //! stored (its log and snapshot, written only when a batch commits). At the
 //! end every honest client reconnects and the network drains. Checked:
-//! - every honest client holds the same text and map as the room;
+//! - every honest client holds the same text and map as the room, and every
+//!   native client the room's CRDT values;
 //! - a relay restarted from storage holds the same (nothing persisted, and
 //!   nothing any client saw, is lost);
 //! - every honest client sees every other honest client's own presence
-//!   state (no spoofed name, nobody missing);
+//!   state, across protocols (no spoofed name, nobody missing);
 //! - every hostile connection was closed with its documented code, and no
 //!   honest connection was ever closed with a 44xx code.
 //!
@@ -26,12 +31,15 @@ mod seeds;
 
 use std::collections::{BTreeMap, VecDeque};
 
+use neuroplex_core::ReplicaId;
 use neuroplex_core::doc::room::{EntryKind, LogEntry, Output};
 use neuroplex_core::doc::yws;
 use neuroplex_core::doc::{
-    CloseCode, ConnId, Hold, PresenceEntry, PresenceMap, Protocol, Room, RoomLimits, Snapshot,
+    ClientSession, CloseCode, ConnId, Frame, Hold, PresenceClock, PresenceEntry, PresenceMap,
+    Protocol, Room, RoomLimits, SessionOutput, SharedDoc, Snapshot,
 };
 use neuroplex_core::sim::Rng;
+use neuroplex_core::sync::{Atom, Bytes, Config, Value, apply_in};
 use yrs::types::ToJson;
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
@@ -107,9 +115,14 @@ impl Attack {
     }
 }
 
-/// A y-websocket client: a yrs document and the protocol's client rules.
+/// An honest client: a yrs document and the client rules of its protocol,
+/// y-websocket's (here) or the native one's ([`Native`]).
 struct YjsClient {
+    /// The Yjs document (for a native client, a handle of its
+    /// `SharedDoc`'s).
     doc: yrs::Doc,
+    /// A native session, for a client of `/sync`.
+    native: Option<Native>,
     /// Updates waiting for dependencies, kept apart from yrs as the room
     /// keeps them (yrs's own pending merge loses structs).
     hold: Hold,
@@ -123,6 +136,27 @@ struct YjsClient {
     /// Reads its frames only now and then.
     slow: bool,
 }
+
+/// A native client: a `SharedDoc` (Yjs and CRDT values) driven by a
+/// `ClientSession`, as the relay's Rust client and the npm package do.
+struct Native {
+    doc: SharedDoc,
+    clock: PresenceClock,
+    session: ClientSession,
+}
+
+impl Native {
+    /// Runs `f` on the session and returns the frames it produced.
+    fn with(
+        &mut self,
+        f: impl FnOnce(&mut ClientSession, &mut SharedDoc, &mut PresenceClock) -> SessionOutput,
+    ) -> Vec<Vec<u8>> {
+        f(&mut self.session, &mut self.doc, &mut self.clock).frames
+    }
+}
+
+/// The relay's peer id in a native client's sync replica.
+const RELAY_PEER: u64 = 0;
 
 enum Role {
     Honest(YjsClient),
@@ -142,10 +176,12 @@ struct Conn {
     down: VecDeque<Vec<u8>>,
     /// The relay closed it with this code (delivered after `down` drains).
     closed: Option<u16>,
+    /// A native (`/sync`) connection.
+    native: bool,
 }
 
 enum Event {
-    Join(ConnId, bool),
+    Join(ConnId, Protocol, bool),
     Frame(ConnId, Vec<u8>),
     Leave(ConnId),
 }
@@ -165,10 +201,24 @@ struct World {
     final_phase: bool,
 }
 
-fn honest(seed: u64, i: usize, slow: bool) -> YjsClient {
+fn honest(seed: u64, i: usize, slow: bool, native: bool) -> YjsClient {
     let id = (seed.wrapping_mul(1000) + i as u64 + 1) & ((1 << 53) - 1);
+    let native = native.then(|| {
+        let doc = SharedDoc::new(ReplicaId::new(id), seed ^ id, id, Config::default());
+        let clock = PresenceClock::new();
+        let session = ClientSession::new(&doc, RELAY_PEER, &clock);
+        Native {
+            doc,
+            clock,
+            session,
+        }
+    });
     YjsClient {
-        doc: yrs::Doc::with_client_id(id),
+        doc: match &native {
+            Some(n) => n.doc.yrs().clone(),
+            None => yrs::Doc::with_client_id(id),
+        },
+        native,
         hold: Hold::default(),
         name: format!("user{i}"),
         clock: 0,
@@ -187,11 +237,14 @@ impl World {
         let mut rng = Rng::new(seed);
         let n_honest = rng.range(2, 13) as usize;
         let n_hostile = rng.range(0, 21 - n_honest as u64).min(8) as usize;
+        // Most seeds mix both protocols; some are all one kind.
+        let p_native = *rng.pick(&[0.0, 0.3, 0.5, 0.7, 1.0]).expect("shares");
         let mut clients = Vec::new();
         for i in 0..n_honest {
             let slow = rng.chance(0.2);
+            let native = rng.chance(p_native);
             clients.push(Client {
-                role: Role::Honest(honest(seed, i, slow)),
+                role: Role::Honest(honest(seed, i, slow, native)),
                 conn: None,
             });
         }
@@ -232,8 +285,28 @@ impl World {
             up: VecDeque::new(),
             down: VecDeque::new(),
             closed: None,
+            native: false,
         };
         let writable = match &mut self.clients[c].role {
+            Role::Honest(YjsClient {
+                native: Some(n),
+                presence,
+                name,
+                clock,
+                state,
+                ..
+            }) => {
+                conn.native = true;
+                if state.is_empty() {
+                    // Its presence, announced by the session on start.
+                    *clock += 1;
+                    *state = state_json(name, *clock);
+                    n.session.set_presence(&mut n.clock, Some(state.clone()));
+                }
+                conn.up.extend(n.with(|s, d, k| s.start(d, k)));
+                *presence = PresenceMap::new();
+                true
+            }
             Role::Honest(y) => {
                 // As a y-websocket client on open: step 1, then its own
                 // presence (a new clock, past any removal the relay made).
@@ -254,7 +327,12 @@ impl World {
                 attack.writable()
             }
         };
-        self.inbox.push_back(Event::Join(id, writable));
+        let protocol = if conn.native {
+            Protocol::Native
+        } else {
+            Protocol::Yjs
+        };
+        self.inbox.push_back(Event::Join(id, protocol, writable));
         self.conns.insert(id, conn);
         self.clients[c].conn = Some(id);
     }
@@ -271,6 +349,9 @@ impl World {
         self.inbox.push_back(Event::Leave(id));
         if let Role::Honest(y) = &mut self.clients[c].role {
             y.presence = PresenceMap::new();
+            if let Some(n) = &mut y.native {
+                let _ = n.with(|s, d, _| s.stop(d));
+            }
         }
     }
 
@@ -305,9 +386,19 @@ impl World {
             }
             txn.encode_update_v1()
         };
+        let frames = match &mut y.native {
+            Some(n) => {
+                n.session.queue_yrs(update);
+                if (r >> 40) % 2 == 0 {
+                    crdt_edit(n, r >> 41);
+                }
+                n.with(|s, d, _| s.flush(d))
+            }
+            None => vec![yws::update(&update)],
+        };
         if let Some(id) = self.clients[c].conn {
             if let Some(conn) = self.conns.get_mut(&id) {
-                conn.up.push_back(yws::update(&update));
+                conn.up.extend(frames);
             }
         }
     }
@@ -319,9 +410,17 @@ impl World {
         y.clock += 1;
         y.state = state_json(&y.name, y.clock);
         let me = entry(y.doc.client_id().get(), y.clock, &y.state);
+        let frames = match &mut y.native {
+            Some(n) => {
+                let state = y.state.clone();
+                n.session.set_presence(&mut n.clock, Some(state));
+                n.with(|s, d, _| s.flush(d))
+            }
+            None => vec![yws::awareness(&[me])],
+        };
         if let Some(id) = self.clients[c].conn {
             if let Some(conn) = self.conns.get_mut(&id) {
-                conn.up.push_back(yws::awareness(&[me]));
+                conn.up.extend(frames);
             }
         }
     }
@@ -436,7 +535,7 @@ impl World {
                 break;
             };
             match e {
-                Event::Join(id, writable) => self.room.join(id, Protocol::Yjs, writable),
+                Event::Join(id, protocol, writable) => self.room.join(id, protocol, writable),
                 Event::Frame(id, bytes) => self.room.receive(id, &bytes),
                 Event::Leave(id) => self.room.leave(id),
             }
@@ -477,24 +576,24 @@ impl World {
             .filter(|id| self.room.contains(*id))
             .collect();
         for (from, u) in &out.updates {
-            let frame = yws::update(u);
+            let yjs = yws::update(u);
+            let native = Frame::YrsUpdate {
+                update: Bytes(u.clone()),
+            }
+            .encode();
             for id in &in_room {
                 if id != from {
-                    self.conns
-                        .get_mut(id)
-                        .expect("conn")
-                        .down
-                        .push_back(frame.clone());
+                    let conn = self.conns.get_mut(id).expect("conn");
+                    let f = if conn.native { &native } else { &yjs };
+                    conn.down.push_back(f.clone());
                 }
             }
         }
         if let Some(p) = out.presence {
             for id in &in_room {
-                self.conns
-                    .get_mut(id)
-                    .expect("conn")
-                    .down
-                    .push_back(p.yjs.clone());
+                let conn = self.conns.get_mut(id).expect("conn");
+                let f = if conn.native { &p.native } else { &p.yjs };
+                conn.down.push_back(f.clone());
             }
         }
     }
@@ -509,8 +608,23 @@ impl World {
         let closed = conn.closed;
         let mut replies = Vec::new();
         if let Role::Honest(y) = &mut self.clients[c].role {
-            for f in frames {
-                replies.extend(yjs_client_receive(y, &f));
+            match &mut y.native {
+                Some(n) => {
+                    for f in frames {
+                        match n.session.receive(&mut n.doc, &mut n.clock, &f) {
+                            Ok(out) => replies.extend(out.frames),
+                            Err(e) => panic!("{}: the relay sent a frame refused: {e}", y.name),
+                        }
+                    }
+                    replies.extend(n.with(|s, d, _| s.flush(d)));
+                    // Its view of who is here, kept where the checks look.
+                    y.presence = n.session.presence().clone();
+                }
+                None => {
+                    for f in frames {
+                        replies.extend(yjs_client_receive(y, &f));
+                    }
+                }
             }
         }
         if let Some(conn) = self.conns.get_mut(&id) {
@@ -523,6 +637,9 @@ impl World {
             self.clients[c].conn = None;
             if let Role::Honest(y) = &mut self.clients[c].role {
                 y.presence = PresenceMap::new();
+                if let Some(n) = &mut y.native {
+                    let _ = n.with(|s, d, _| s.stop(d));
+                }
             }
         }
     }
@@ -564,6 +681,9 @@ impl World {
             }
             if let Role::Honest(y) = &mut self.clients[c].role {
                 y.presence = PresenceMap::new();
+                if let Some(n) = &mut y.native {
+                    let _ = n.with(|s, d, _| s.stop(d));
+                }
             }
         }
     }
@@ -687,6 +807,25 @@ fn deep_update(depth: usize) -> Vec<u8> {
     u.push(126); // null
     put_var(&mut u, 0); // empty delete set
     u
+}
+
+/// A native client's edit of its CRDT values: a counter, or a set's
+/// element added or removed.
+fn crdt_edit(n: &mut Native, r: u64) {
+    let id = n.doc.crdt().id();
+    let tag = Atom::Str(format!("t{}", (r >> 2) % 8));
+    n.doc.crdt_mut().mutate(|m, cx| match r % 3 {
+        0 => apply_in(m, cx, &["count".to_string()], |v: &mut Value, cx| {
+            v.counter_add(cx, id, 1 + ((r >> 2) % 5) as i64)
+        }),
+        1 => apply_in(m, cx, &["tags".to_string()], |v: &mut Value, cx| {
+            v.set_add(cx, id, tag)
+        }),
+        _ => apply_in(m, cx, &["tags".to_string()], |v: &mut Value, _| {
+            v.set_remove(&tag)
+        }),
+    });
+    n.session.note_change();
 }
 
 /// An honest y-websocket client's handling of one relay frame; the frames
@@ -827,7 +966,27 @@ fn check(seed: u64) -> Result<(), String> {
     if content(restored.doc().yrs()) != room {
         return Err("the room restarted from storage lost what clients had".into());
     }
-    if w.disk.log.iter().any(|e| e.kind != EntryKind::Yrs) {
+    // CRDT values: every native client holds the room's, and so does the
+    // room restarted from storage.
+    let crdt = w.room.doc().crdt().state().store();
+    if restored.doc().crdt().state().store() != crdt {
+        return Err("the room restarted from storage lost CRDT changes".into());
+    }
+    let mut natives = 0;
+    for c in &w.clients {
+        if let Role::Honest(YjsClient {
+            native: Some(n),
+            name,
+            ..
+        }) = &c.role
+        {
+            natives += 1;
+            if n.doc.crdt().state().store() != crdt {
+                return Err(format!("{name}'s CRDT values differ from the room's"));
+            }
+        }
+    }
+    if natives == 0 && w.disk.log.iter().any(|e| e.kind != EntryKind::Yrs) {
         return Err("a y-websocket room stored a CRDT entry".into());
     }
     // Presence: every honest client sees every other one's own state.
