@@ -122,7 +122,7 @@ struct YjsClient {
     /// `SharedDoc`'s).
     doc: yrs::Doc,
     /// A native session, for a client of `/sync`.
-    native: Option<Native>,
+    native: Option<Box<Native>>,
     /// Updates waiting for dependencies, kept apart from yrs as the room
     /// keeps them (yrs's own pending merge loses structs).
     hold: Hold,
@@ -207,11 +207,11 @@ fn honest(seed: u64, i: usize, slow: bool, native: bool) -> YjsClient {
         let doc = SharedDoc::new(ReplicaId::new(id), seed ^ id, id, Config::default());
         let clock = PresenceClock::new();
         let session = ClientSession::new(&doc, RELAY_PEER, &clock);
-        Native {
+        Box::new(Native {
             doc,
             clock,
             session,
-        }
+        })
     });
     YjsClient {
         doc: match &native {
