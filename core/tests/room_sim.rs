@@ -38,8 +38,9 @@ use neuroplex_core::doc::{
     ClientSession, CloseCode, ConnId, Frame, Hold, PresenceClock, PresenceEntry, PresenceMap,
     Protocol, Room, RoomLimits, SessionOutput, SharedDoc, Snapshot,
 };
+use neuroplex_core::document::{Atom, Value, apply_in};
 use neuroplex_core::sim::Rng;
-use neuroplex_core::sync::{Atom, Bytes, Config, Value, apply_in};
+use neuroplex_core::sync::{Bytes, Config};
 use yrs::types::ToJson;
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;

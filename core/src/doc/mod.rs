@@ -1,5 +1,5 @@
 //! A room's document and the protocol's two state machines (feature `yrs`,
-//! which needs `std`): the delta-CRDT store of [`crate::sync`] beside a
+//! which needs `std`): the delta-CRDT [`crate::document`] beside a
 //! [`yrs::Doc`] for text and rich JSON ([`SharedDoc`]), the native wire
 //! frames, the y-websocket codec, the client session ([`ClientSession`]) and
 //! the room ([`Room`]).
@@ -25,4 +25,4 @@ pub use hold::{Hold, HoldOutcome, MAX_HELD, MAX_HELD_BYTES};
 pub use presence::{PresenceEntry, PresenceMap};
 pub use room::{ConnId, Protocol, Room, RoomLimits};
 pub use session::{ClientSession, PresenceClock, SessionError, SessionEvent, SessionOutput};
-pub use shared::{Applied, DocError, DocStore, SharedDoc, Snapshot};
+pub use shared::{Applied, DocError, SharedDoc, Snapshot};

@@ -12,11 +12,9 @@ use super::guard::{self, GuardError};
 use super::hold::Hold;
 use crate::ReplicaId;
 use crate::codec;
-use crate::crdt::{Causal, Lattice, ORMap};
-use crate::sync::{Config, Replica, SyncError, Value};
-
-/// The store under a document's causal context: named values.
-pub type DocStore = ORMap<String, Value>;
+use crate::crdt::{Causal, Lattice};
+use crate::document::DocStore;
+use crate::sync::{Config, Replica, SyncError};
 
 /// Why an update or a snapshot was refused. The document is unchanged,
 /// except after [`DocError::Panicked`], when it must be discarded and
@@ -66,7 +64,7 @@ impl From<SyncError> for DocError {
 }
 
 /// A document's whole durable state, as stored: the CRDT state (codec
-/// encoding of a [`crate::sync::Document`]) and the yrs state as one
+/// encoding of a [`crate::document::Document`]) and the yrs state as one
 /// update (v1).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {

@@ -41,8 +41,9 @@ use self::conn::Conn;
 use self::presence::OwnedPresence;
 use super::frame::{CloseCode, Frame, PROTOCOL_VERSION};
 use super::presence::PresenceEntry;
-use super::shared::{Applied, DocError, DocStore, SharedDoc, Snapshot};
+use super::shared::{Applied, DocError, SharedDoc, Snapshot};
 use super::yws::{self, YwsError, YwsMessage};
+use crate::document::DocStore;
 use crate::sync::{Bytes, Config as SyncConfig, Message as SyncMsg, Outgoing};
 
 /// A connection's number, unique in the shell.
