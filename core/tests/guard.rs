@@ -648,23 +648,40 @@ fn client_ids_above_53_bits_are_refused() {
 
 /// Found by the `yjs_update` fuzz target, and beyond the guard: a
 /// well-formed update (a GC block at clock ~2^31, a delete range at 8..33 of
-/// the same client) makes yrs 0.28 underflow in `BlockStore::find_index`
-/// while integrating. The encoding is valid; the panic depends on the
-/// document's state. `SharedDoc` catches it (`Panicked`: discard the doc) —
-/// but in wasm, where panics abort, it is a trap.
+/// the same client) made yrs 0.28 underflow in `BlockStore::find_index`
+/// while integrating it after a placeholder for the missing clocks. Such an
+/// update now waits in `doc::Hold`, unseen by yrs.
 #[test]
-fn a_yrs_integration_panic_is_caught() {
+fn an_update_beyond_a_gap_waits_instead_of_reaching_yrs() {
     let bytes = [1, 1, 0, 136, 136, 136, 136, 9, 0, 97, 1, 0, 1, 8, 25];
     assert_eq!(check_update_v1(&bytes, MAX_DEPTH), Ok(()));
-    assert!(Update::decode_v1(&bytes).is_ok());
-    let result = new_doc(1).apply_yrs_update(&bytes);
-    // A debug build of yrs panics on the underflow; a release build may
-    // wrap into an out-of-bounds index (also a panic) or carry on.
-    assert!(
-        matches!(result, Err(DocError::Panicked) | Ok(_)),
-        "{result:?}"
-    );
+    let mut doc = new_doc(1);
+    let applied = doc
+        .apply_yrs_update_releasing(&bytes)
+        .expect("held, not refused");
+    assert!(applied.waits);
+    assert_eq!(doc.held(), 1);
 }
+
+/// Found by the `yjs_update` fuzz target, and beyond the guard: a
+/// well-formed update without gaps whose integration makes yrs 0.28
+/// subtract with overflow (`transaction.rs:795`, a debug build; a release
+/// build wraps and carries on). The encoding is valid; the panic depends
+/// on the document's state. `SharedDoc` catches it (`Panicked`: discard the
+/// doc) — but in wasm, where panics abort, it is a trap. The relay's test
+/// `a_panic_in_yrs_reloads_the_room` sends the same bytes.
+#[test]
+fn a_yrs_integration_panic_is_caught() {
+    assert_eq!(check_update_v1(YRS_PANIC, MAX_DEPTH), Ok(()));
+    assert!(Update::decode_v1(YRS_PANIC).is_ok());
+    let result = new_doc(1).apply_yrs_update(YRS_PANIC);
+    if cfg!(debug_assertions) {
+        assert_eq!(result, Err(DocError::Panicked));
+    }
+}
+
+/// See [`a_yrs_integration_panic_is_caught`].
+const YRS_PANIC: &[u8] = include_bytes!("inputs/yrs-integration-panic.bin");
 
 /// Found by the `yjs_update` fuzz target: an update naming the same client
 /// in several sections made yrs overflow a clock when it later merged its

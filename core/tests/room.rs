@@ -1,6 +1,7 @@
 //! The room state machine's rules, one at a time (room_sim mixes them).
 #![cfg(feature = "yrs")]
 
+use neuroplex_core::doc::room::FROM_ROOM;
 use neuroplex_core::doc::room::{EntryKind, LogEntry};
 use neuroplex_core::doc::{CloseCode, PresenceEntry, Protocol, Room, RoomLimits, yws};
 use yrs::{GetString, Text, Transact};
@@ -120,4 +121,59 @@ fn a_native_frame_before_hello_and_a_bad_update_close_with_their_codes() {
         [(1, CloseCode::MALFORMED), (2, CloseCode::BAD_UPDATE)]
     );
     assert!(!room.contains(1) && !room.contains(2));
+}
+
+/// Two successive edits of one client, as two updates.
+fn two_edits(client: u64) -> [Vec<u8>; 2] {
+    let d = yrs::Doc::with_client_id(client);
+    let t = d.get_or_insert_text("notes");
+    let mut first = d.transact_mut();
+    t.insert(&mut first, 0, "a");
+    let first_update = first.encode_update_v1();
+    drop(first);
+    let mut second = d.transact_mut();
+    t.insert(&mut second, 1, "b");
+    [first_update, second.encode_update_v1()]
+}
+
+#[test]
+fn an_update_that_waits_is_stored_at_once_and_forwarded_when_released() {
+    let [first, second] = two_edits(5);
+    let mut room = Room::new(1, 2, RoomLimits::default());
+    room.join(1, Protocol::Yjs, true);
+    room.join(2, Protocol::Yjs, true);
+    let _ = room.take_batch().committed();
+    room.receive(1, &yws::update(&second));
+    let mut batch = room.take_batch();
+    assert_eq!(batch.take_entries().len(), 1, "stored while it waits");
+    assert!(batch.committed().updates.is_empty(), "not forwarded yet");
+    room.receive(1, &yws::update(&first));
+    let mut batch = room.take_batch();
+    assert_eq!(batch.take_entries().len(), 1);
+    let out = batch.committed();
+    let from: Vec<_> = out.updates.iter().map(|(c, _)| *c).collect();
+    assert_eq!(from, [FROM_ROOM, 1], "the released one goes to everyone");
+    assert_eq!(text(&room), "ab");
+}
+
+#[test]
+fn a_snapshot_drops_what_waits_and_asks_everyone_for_it() {
+    let [_, second] = two_edits(5);
+    let mut room = Room::new(1, 2, RoomLimits::default());
+    room.join(1, Protocol::Yjs, true);
+    room.join(2, Protocol::Native, true);
+    let _ = room.take_batch().committed();
+    room.receive(1, &yws::update(&second));
+    let mut batch = room.take_batch();
+    let _ = batch.take_entries();
+    let _ = batch.committed();
+    assert_eq!(room.doc().held(), 1);
+    let (upto, _) = room.snapshot();
+    assert_eq!(upto, room.last_seq());
+    assert_eq!(room.doc().held(), 0, "a snapshot cannot hold it");
+    let batch = room.take_batch();
+    assert_eq!(batch.stats().rejected, ["held_dropped"]);
+    let out = batch.committed();
+    let asks: Vec<_> = out.sends.iter().map(|s| (s.to, s.kind)).collect();
+    assert_eq!(asks, [(1, "sync_step1"), (2, "yrs_sync_request")]);
 }

@@ -550,9 +550,7 @@ impl World {
         // Now and then the relay compacts (as the relay does when the log is
         // long), so restarts also load from a snapshot.
         if self.rng.chance(0.05) {
-            let Some((upto, snapshot)) = self.room.snapshot() else {
-                return;
-            };
+            let (upto, snapshot) = self.room.snapshot();
             self.disk.log.retain(|e| e.seq > upto);
             self.disk.snapshot = Some((upto, snapshot));
         }

@@ -302,18 +302,12 @@ impl RoomTask {
     }
 
     /// The document as a snapshot of the log up to its last entry; the log
-    /// counts start again from it. `None` while the document holds updates
-    /// pending on missing dependencies (see `Room::snapshot`): the log
-    /// stays until they are integrated.
-    fn take_snapshot(&mut self) -> Option<(u64, neuroplex_core::doc::Snapshot)> {
-        let snapshot = self.room.snapshot();
-        if snapshot.is_some() {
-            self.log_entries = 0;
-            self.log_bytes = 0;
-        } else {
-            tracing::debug!(room = ?self.name, "compaction waits: updates pending on missing dependencies");
-        }
-        snapshot
+    /// counts start again from it. (Updates waiting for missing
+    /// dependencies are dropped and asked for again: see `Room::snapshot`.)
+    fn take_snapshot(&mut self) -> (u64, neuroplex_core::doc::Snapshot) {
+        self.log_entries = 0;
+        self.log_bytes = 0;
+        self.room.snapshot()
     }
 
     /// Replaces whatever log there is by a snapshot, and waits for it.
@@ -321,9 +315,7 @@ impl RoomTask {
         if self.log_entries == 0 {
             return;
         }
-        let Some((upto, snapshot)) = self.take_snapshot() else {
-            return;
-        };
+        let (upto, snapshot) = self.take_snapshot();
         if let Err(e) = self.rooms.storage.compact(&self.name, upto, snapshot).await {
             tracing::warn!(room = ?self.name, error = %e, "compaction failed; the log stays");
         }
@@ -338,9 +330,7 @@ impl RoomTask {
         if self.compacting.load(Ordering::Acquire) {
             return;
         }
-        let Some((upto, snapshot)) = self.take_snapshot() else {
-            return;
-        };
+        let (upto, snapshot) = self.take_snapshot();
         self.compacting.store(true, Ordering::Release);
         let storage = self.rooms.storage.clone();
         let flag = self.compacting.clone();

@@ -46,19 +46,20 @@ struct Held {
 }
 
 /// Applies one update and takes what yrs left pending out of yrs, so that
-/// yrs never merges pending updates.
+/// yrs never merges pending updates. True if the whole update waits,
+/// unseen by yrs.
 fn integrate(
     txn: &mut TransactionMut<'_>,
     update: Update,
     held: &mut Vec<Held>,
-) -> Result<(), DocError> {
+) -> Result<bool, DocError> {
     let at = txn.state_vector();
     if has_gap(&update, &at) {
         held.push(Held {
             bytes: update.encode_v1(),
             at,
         });
-        return Ok(());
+        return Ok(true);
     }
     txn.apply_update(update)
         .map_err(|e| DocError::YrsRejected(e.to_string()))?;
@@ -70,7 +71,7 @@ fn integrate(
             at,
         });
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Whether `update` has structs of a client beyond a hole in what the
@@ -128,6 +129,10 @@ pub struct HoldOutcome {
     /// Held updates dropped to keep within [`MAX_HELD`] and
     /// [`MAX_HELD_BYTES`].
     pub dropped: usize,
+    /// The update itself waits whole, unseen by yrs (it has a gap): until
+    /// it is released, peers have no use for it either — and a peer whose
+    /// yrs integrates after a gap is hurt by it (yrs 0.28 panics).
+    pub waits: bool,
 }
 
 /// Updates waiting for missing dependencies (see the module doc).
@@ -147,6 +152,11 @@ impl Hold {
         self.held.is_empty()
     }
 
+    /// Drops every waiting update; returns how many there were.
+    pub fn clear(&mut self) -> usize {
+        std::mem::take(&mut self.held).len()
+    }
+
     /// The bytes the waiting updates hold.
     pub fn bytes(&self) -> usize {
         self.held.iter().map(|h| h.bytes.len()).sum()
@@ -161,14 +171,18 @@ impl Hold {
         txn: &mut TransactionMut<'_>,
         update: Update,
     ) -> Result<HoldOutcome, DocError> {
-        integrate(txn, update, &mut self.held)?;
+        let waits = integrate(txn, update, &mut self.held)?;
         let released = release(txn, &mut self.held)?;
         let mut dropped = 0;
         while self.held.len() > MAX_HELD || self.bytes() > MAX_HELD_BYTES {
             self.held.remove(0);
             dropped += 1;
         }
-        Ok(HoldOutcome { released, dropped })
+        Ok(HoldOutcome {
+            released,
+            dropped,
+            waits,
+        })
     }
 }
 

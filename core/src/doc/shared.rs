@@ -98,6 +98,9 @@ pub struct Applied {
     /// Held updates dropped beyond the hold's bounds ([`super::MAX_HELD`]):
     /// peers are to be asked again for what the document lacks.
     pub dropped: usize,
+    /// The update waits whole for what it lacks (see [`SharedDoc::held`]):
+    /// it is to be stored, and forwarded only once released.
+    pub waits: bool,
 }
 
 impl SharedDoc {
@@ -226,6 +229,7 @@ impl SharedDoc {
                 changed: !known,
                 released: outcome.released,
                 dropped: outcome.dropped,
+                waits: outcome.waits,
             })
         }));
         result.unwrap_or(Err(DocError::Panicked))
@@ -235,6 +239,13 @@ impl SharedDoc {
     /// [`Hold`]).
     pub fn held(&self) -> usize {
         self.held.len()
+    }
+
+    /// Drops the updates that wait (see [`SharedDoc::held`]); returns how
+    /// many. Whoever sent them still has them, with what they wait for,
+    /// and sends both when asked for what the document lacks.
+    pub fn drop_held(&mut self) -> usize {
+        self.held.clear()
     }
 
     /// Checks that `update` is a Yjs update (v1) without integrating it.

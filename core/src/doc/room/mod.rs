@@ -291,15 +291,24 @@ impl Room {
         self.next_seq - 1
     }
 
-    /// The whole state as a snapshot of the log up to [`Room::last_seq`],
-    /// or `None` while the document holds updates waiting for missing
-    /// dependencies ([`SharedDoc::held`]): a snapshot does not contain
-    /// them, so the log that holds them stays until they are integrated.
-    pub fn snapshot(&self) -> Option<(u64, Snapshot)> {
-        if self.pending() {
-            return None;
+    /// The whole state as a snapshot of the log up to [`Room::last_seq`].
+    ///
+    /// A snapshot cannot contain the updates that wait for missing
+    /// dependencies ([`SharedDoc::held`]): they are dropped, counted as
+    /// `held_dropped`, and every connection is asked (sync step 1, with the
+    /// next batch) for what the document lacks — whoever has them sends
+    /// them again, with what they wait for. Keeping the log until they are
+    /// integrated instead let one client's 15-byte update that can never
+    /// be integrated stop the room's compaction for good.
+    pub fn snapshot(&mut self) -> (u64, Snapshot) {
+        let dropped = self.doc.drop_held();
+        if dropped > 0 {
+            for _ in 0..dropped {
+                self.batch.stats.rejected.push("held_dropped");
+            }
+            self.ask_everyone = true;
         }
-        Some((self.last_seq(), self.doc.snapshot()))
+        (self.last_seq(), self.doc.snapshot())
     }
 
     /// A connection joins: the frames that start its conversation.
@@ -469,10 +478,6 @@ impl Room {
     /// yrs panicked inside this batch: the room is to be reloaded.
     pub fn poisoned(&self) -> bool {
         self.batch.output.poisoned
-    }
-
-    fn pending(&self) -> bool {
-        self.doc.held() > 0
     }
 
     /// Ends the batch: answers the queries it collected, offers CRDT changes
@@ -700,6 +705,7 @@ impl Room {
                 changed,
                 released,
                 dropped,
+                waits,
             }) => {
                 self.batch.stats.ops.push("yrs_update");
                 if dropped > 0 {
@@ -721,7 +727,11 @@ impl Room {
                         kind: EntryKind::Yrs,
                         data: update.clone(),
                     });
-                    self.batch.output.updates.push((conn, update));
+                    // A waiting update is forwarded when it is released
+                    // (above, in a later batch), as the room has it then.
+                    if !waits {
+                        self.batch.output.updates.push((conn, update));
+                    }
                 }
                 true
             }
