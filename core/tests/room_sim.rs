@@ -1,22 +1,42 @@
 //! Seeded simulation of a room ([`neuroplex_core::doc::Room`]) with honest
-//! and hostile clients, disconnects, slow consumers and relay restarts.
+//! clients of both protocols, hostile clients, disconnects, slow consumers
+//! and relay restarts.
 //!
-//! Each seed builds a room with 2–20 clients: y-websocket clients (a yrs
-//! document speaking the y-websocket protocol, as an unmodified Yjs client
-//! does) editing a text and a map and announcing presence, and hostile
-//! clients that each try one attack from docs/PROTOCOL.md's list. Frames
-//! travel through per-connection queues delivered in random order of
-//! connections (some clients are slow: they read rarely); clients disconnect
-//! and come back at random points; the relay restarts from exactly what it
-//! stored (its log and snapshot, written only when a batch commits). At the
-//! end every honest client reconnects and the network drains. Checked:
+//! Each seed builds a room with 2–20 clients. The honest ones are split at
+//! random between the two protocols (most seeds mix them, some have one
+//! kind only):
+//! - y-websocket clients: a yrs document speaking the y-websocket protocol,
+//!   as an unmodified Yjs client does, editing a text and a map and
+//!   announcing awareness;
+//! - native clients: a [`SharedDoc`] driven through a [`ClientSession`], as
+//!   the relay's Rust client and the WASM package drive it, editing the
+//!   same text and map (local yrs transactions, queued with `queue_yrs`)
+//!   and the CRDT store (a counter and its resets, a multi-value register
+//!   and its removal, a set, flags in a nested map), then flushing, and
+//!   setting presence.
+//!
+//! Hostile clients each try one attack from docs/PROTOCOL.md's list, on
+//! either protocol. Frames travel through per-connection queues delivered
+//! in random order of connections (some clients are slow: they read
+//! rarely); clients disconnect and come back at random points (a native
+//! session is stopped and started again, as its shells do); the relay
+//! restarts from exactly what it stored (its log and snapshot, written only
+//! when a batch commits). At the end every honest client reconnects and the
+//! network drains. Checked:
 //! - every honest client holds the same text and map as the room;
-//! - a relay restarted from storage holds the same (nothing persisted, and
-//!   nothing any client saw, is lost);
+//! - every native client holds the room's CRDT state, and its session ends
+//!   online and synced (nothing queued, no delta unacknowledged, every Yjs
+//!   update it sent reported durable);
+//! - a relay restarted from storage holds the same text, map and CRDT
+//!   state, at every restart and at the end (nothing persisted, and nothing
+//!   any client saw, is lost);
 //! - every honest client sees every other honest client's own presence
-//!   state (no spoofed name, nobody missing);
-//! - every hostile connection was closed with its documented code, and no
-//!   honest connection was ever closed with a 44xx code.
+//!   state, across protocols (no spoofed name, nobody missing);
+//! - every hostile connection was closed with its documented code (a
+//!   read-only one stays open; a native one is told 4403), nothing a
+//!   read-only connection wrote reached the document, and no honest
+//!   connection of either kind was ever closed with a 44xx code (nor did an
+//!   honest client refuse a frame of the relay's).
 //!
 //! `make test` runs 200 seeds; `NEUROPLEX_SEEDS=n` runs more, and
 //! `NEUROPLEX_SEED=s` replays one.
@@ -26,16 +46,24 @@ mod seeds;
 
 use std::collections::{BTreeMap, VecDeque};
 
+use neuroplex_core::ReplicaId;
 use neuroplex_core::doc::room::{EntryKind, LogEntry, Output};
 use neuroplex_core::doc::yws;
 use neuroplex_core::doc::{
-    CloseCode, ConnId, PresenceEntry, PresenceMap, Protocol, Room, RoomLimits, Snapshot,
+    ClientSession, CloseCode, ConnId, Frame, PROTOCOL_VERSION, PresenceClock, PresenceEntry,
+    PresenceMap, Protocol, Room, RoomLimits, SharedDoc, Snapshot,
 };
 use neuroplex_core::sim::Rng;
+use neuroplex_core::sync::{
+    Atom, Bytes, Config as SyncConfig, Document, Message, Payload, apply_at, apply_in, remove_in,
+};
 use yrs::types::ToJson;
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{GetString, Map, ReadTxn, StateVector, Text, Transact, Update};
+
+/// The relay, as a native client's sync replica names it.
+const RELAY: u64 = 0;
 
 /// What storage holds: a snapshot and the log after it.
 #[derive(Default, Clone)]
@@ -61,7 +89,8 @@ enum Attack {
     ClaimedCount,
     /// A state vector claiming far more clients than its bytes hold.
     ClaimedStateVector,
-    /// Awareness entries for honest clients' ids, with higher clocks.
+    /// Awareness entries for honest clients' ids (of both protocols), with
+    /// higher clocks.
     Spoof,
     /// A presence state over the size bound.
     BigPresence,
@@ -72,10 +101,17 @@ enum Attack {
     /// A read-only connection that writes (dropped, not closed) and sets
     /// its own presence (allowed).
     ReadOnlyWriter,
+    /// Native: after its hello, a frame whose length prefix claims far more
+    /// than it holds (the bytes of a Yjs update, or presence entries).
+    NativeClaimedLength,
+    /// Native: a read-only connection that writes text and a CRDT value
+    /// (refused with an `Error` frame 4403, not closed) and sets its own
+    /// presence (allowed).
+    NativeReadOnlyWriter,
 }
 
 impl Attack {
-    const ALL: [Attack; 11] = [
+    const ALL: [Attack; 13] = [
         Attack::DeepUpdate,
         Attack::DeepPresence,
         Attack::QueryFlood,
@@ -87,6 +123,8 @@ impl Attack {
         Attack::ManyIds,
         Attack::BadUpdate,
         Attack::ReadOnlyWriter,
+        Attack::NativeClaimedLength,
+        Attack::NativeReadOnlyWriter,
     ];
 
     /// The close code the attack must end with; `None`: it stays open (its
@@ -95,15 +133,24 @@ impl Attack {
         match self {
             Attack::DeepUpdate | Attack::DeepPresence => Some(CloseCode::TOO_NESTED),
             Attack::QueryFlood | Attack::Step1Flood | Attack::ManyIds => Some(CloseCode::TOO_MANY),
-            Attack::ClaimedCount | Attack::ClaimedStateVector => Some(CloseCode::MALFORMED),
+            Attack::ClaimedCount | Attack::ClaimedStateVector | Attack::NativeClaimedLength => {
+                Some(CloseCode::MALFORMED)
+            }
             Attack::BigPresence => Some(CloseCode::TOO_LARGE),
             Attack::BadUpdate => Some(CloseCode::BAD_UPDATE),
-            Attack::Spoof | Attack::ReadOnlyWriter => None,
+            Attack::Spoof | Attack::ReadOnlyWriter | Attack::NativeReadOnlyWriter => None,
         }
     }
 
     fn writable(self) -> bool {
-        self != Attack::ReadOnlyWriter
+        !matches!(self, Attack::ReadOnlyWriter | Attack::NativeReadOnlyWriter)
+    }
+
+    fn protocol(self) -> Protocol {
+        match self {
+            Attack::NativeClaimedLength | Attack::NativeReadOnlyWriter => Protocol::Native,
+            _ => Protocol::Yjs,
+        }
     }
 }
 
@@ -121,9 +168,94 @@ struct YjsClient {
     slow: bool,
 }
 
+/// A native client: a document and one session of the native protocol,
+/// driven as the relay's Rust client and the WASM package drive theirs.
+struct NativeClient {
+    doc: SharedDoc,
+    session: ClientSession,
+    clock: PresenceClock,
+    name: String,
+    /// Presence changes made (its state shows the count).
+    changes: u32,
+    /// Reads its frames only now and then.
+    slow: bool,
+}
+
 enum Role {
-    Honest(YjsClient),
-    Hostile { attack: Attack, id: u64, done: bool },
+    Yjs(YjsClient),
+    Native(NativeClient),
+    Hostile {
+        attack: Attack,
+        id: u64,
+        done: bool,
+        /// `Error` frames 4403 received on the current connection.
+        read_only_errors: usize,
+    },
+}
+
+impl Role {
+    fn honest(&self) -> bool {
+        !matches!(self, Role::Hostile { .. })
+    }
+
+    fn slow(&self) -> bool {
+        match self {
+            Role::Yjs(y) => y.slow,
+            Role::Native(n) => n.slow,
+            Role::Hostile { .. } => false,
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Role::Yjs(y) => y.name.clone(),
+            Role::Native(n) => n.name.clone(),
+            Role::Hostile { attack, .. } => format!("{attack:?}"),
+        }
+    }
+
+    /// An honest client's yrs document.
+    fn yrs(&self) -> Option<&yrs::Doc> {
+        match self {
+            Role::Yjs(y) => Some(&y.doc),
+            Role::Native(n) => Some(n.doc.yrs()),
+            Role::Hostile { .. } => None,
+        }
+    }
+
+    /// An honest client's presence id and its own state.
+    fn own_presence(&self) -> Option<(u64, String)> {
+        match self {
+            Role::Yjs(y) => Some((y.doc.client_id().get(), y.state.clone())),
+            Role::Native(n) => {
+                let me = n.session.own_presence();
+                Some((me.client, me.state.clone().unwrap_or_default()))
+            }
+            Role::Hostile { .. } => None,
+        }
+    }
+
+    /// Everyone an honest client sees present.
+    fn presence_seen(&self) -> Vec<PresenceEntry> {
+        match self {
+            Role::Yjs(y) => y.presence.present(),
+            Role::Native(n) => n.session.presence().present(),
+            Role::Hostile { .. } => Vec::new(),
+        }
+    }
+
+    /// The client's side of a connection that ended: a Yjs client forgets
+    /// who was present, a native session stops (as its shells do when the
+    /// socket closed).
+    fn connection_ended(&mut self) {
+        match self {
+            Role::Yjs(y) => y.presence = PresenceMap::new(),
+            Role::Native(n) => {
+                let _ = n.session.stop(&mut n.doc);
+            }
+            Role::Hostile { .. } => {}
+        }
+    }
 }
 
 struct Client {
@@ -133,6 +265,7 @@ struct Client {
 
 struct Conn {
     client: usize,
+    protocol: Protocol,
     /// Frames on their way to the relay.
     up: VecDeque<Vec<u8>>,
     /// Frames on their way to the client.
@@ -142,7 +275,7 @@ struct Conn {
 }
 
 enum Event {
-    Join(ConnId, bool),
+    Join(ConnId, Protocol, bool),
     Frame(ConnId, Vec<u8>),
     Leave(ConnId),
 }
@@ -162,14 +295,37 @@ struct World {
     final_phase: bool,
 }
 
-fn honest(seed: u64, i: usize, slow: bool) -> YjsClient {
-    let id = (seed.wrapping_mul(1000) + i as u64 + 1) & ((1 << 53) - 1);
+/// Honest client `i`'s Yjs client id (its presence id), and a native
+/// client's replica id.
+fn client_id(seed: u64, i: usize) -> u64 {
+    (seed.wrapping_mul(1000) + i as u64 + 1) & ((1 << 53) - 1)
+}
+
+fn yjs_client(seed: u64, i: usize, slow: bool) -> YjsClient {
     YjsClient {
-        doc: yrs::Doc::with_client_id(id),
+        doc: yrs::Doc::with_client_id(client_id(seed, i)),
         name: format!("user{i}"),
         clock: 0,
         state: String::new(),
         presence: PresenceMap::new(),
+        slow,
+    }
+}
+
+fn native_client(seed: u64, i: usize, session: u64, slow: bool) -> NativeClient {
+    let id = client_id(seed, i);
+    let doc = SharedDoc::new(ReplicaId::new(id), session, id, SyncConfig::default());
+    let mut clock = PresenceClock::new();
+    let mut session = ClientSession::new(&doc, RELAY, &clock);
+    let name = format!("user{i}");
+    // Announced when it first connects.
+    session.set_presence(&mut clock, Some(state_json(&name, 1)));
+    NativeClient {
+        doc,
+        session,
+        clock,
+        name,
+        changes: 1,
         slow,
     }
 }
@@ -182,14 +338,25 @@ impl World {
     fn new(seed: u64) -> World {
         let mut rng = Rng::new(seed);
         let n_honest = rng.range(2, 13) as usize;
-        let n_hostile = rng.range(0, 21 - n_honest as u64).min(8) as usize;
+        let n_hostile = rng.range(0, 20 - n_honest as u64).min(8) as usize;
+        // How many honest clients speak the native protocol: usually some
+        // of each kind, now and then one kind only.
+        let n_native = match rng.below(10) {
+            0 => 0,
+            1 => n_honest,
+            _ => rng.range(1, n_honest as u64 - 1) as usize,
+        };
+        let mut native: Vec<bool> = (0..n_honest).map(|i| i < n_native).collect();
+        rng.shuffle(&mut native);
         let mut clients = Vec::new();
-        for i in 0..n_honest {
+        for (i, native) in native.into_iter().enumerate() {
             let slow = rng.chance(0.2);
-            clients.push(Client {
-                role: Role::Honest(honest(seed, i, slow)),
-                conn: None,
-            });
+            let role = if native {
+                Role::Native(native_client(seed, i, rng.next_u64(), slow))
+            } else {
+                Role::Yjs(yjs_client(seed, i, slow))
+            };
+            clients.push(Client { role, conn: None });
         }
         for h in 0..n_hostile {
             let attack = *rng.pick(&Attack::ALL).expect("attacks");
@@ -198,6 +365,7 @@ impl World {
                     attack,
                     id: (1 << 50) | ((seed & 0xffff_ffff) << 6) | ((h as u64) << 3),
                     done: false,
+                    read_only_errors: 0,
                 },
                 conn: None,
             });
@@ -223,35 +391,50 @@ impl World {
         }
         let id = self.next_conn;
         self.next_conn += 1;
-        let mut conn = Conn {
-            client: c,
-            up: VecDeque::new(),
-            down: VecDeque::new(),
-            closed: None,
-        };
-        let writable = match &mut self.clients[c].role {
-            Role::Honest(y) => {
+        let mut up = VecDeque::new();
+        let (protocol, writable) = match &mut self.clients[c].role {
+            Role::Yjs(y) => {
                 // As a y-websocket client on open: step 1, then its own
                 // presence (a new clock, past any removal the relay made).
                 let sv = y.doc.transact().state_vector().encode_v1();
-                conn.up.push_back(yws::sync_step1(&sv));
+                up.push_back(yws::sync_step1(&sv));
                 y.clock += 1;
                 if y.state.is_empty() {
                     y.state = state_json(&y.name, y.clock);
                 }
                 let me = entry(y.doc.client_id().get(), y.clock, &y.state);
-                conn.up.push_back(yws::awareness(&[me]));
+                up.push_back(yws::awareness(&[me]));
                 y.presence = PresenceMap::new();
-                true
+                (Protocol::Yjs, true)
             }
-            Role::Hostile { attack, done, .. } => {
+            Role::Native(n) => {
+                // The socket opened: the session starts the conversation.
+                up.extend(n.session.start(&mut n.doc, &mut n.clock).frames);
+                (Protocol::Native, true)
+            }
+            Role::Hostile {
+                attack,
+                done,
+                read_only_errors,
+                ..
+            } => {
                 // Each connection makes its attack once.
                 *done = false;
-                attack.writable()
+                *read_only_errors = 0;
+                (attack.protocol(), attack.writable())
             }
         };
-        self.inbox.push_back(Event::Join(id, writable));
-        self.conns.insert(id, conn);
+        self.inbox.push_back(Event::Join(id, protocol, writable));
+        self.conns.insert(
+            id,
+            Conn {
+                client: c,
+                protocol,
+                up,
+                down: VecDeque::new(),
+                closed: None,
+            },
+        );
         self.clients[c].conn = Some(id);
     }
 
@@ -265,61 +448,57 @@ impl World {
         self.inbox
             .retain(|e| !matches!(e, Event::Frame(cid, _) if *cid == id));
         self.inbox.push_back(Event::Leave(id));
-        if let Role::Honest(y) = &mut self.clients[c].role {
-            y.presence = PresenceMap::new();
+        self.clients[c].role.connection_ended();
+    }
+
+    /// Frames from client `c` onto its connection, if it has one.
+    fn upload(&mut self, c: usize, frames: Vec<Vec<u8>>) {
+        if let Some(id) = self.clients[c].conn {
+            if let Some(conn) = self.conns.get_mut(&id) {
+                conn.up.extend(frames);
+            }
         }
     }
 
     fn honest_edit(&mut self, c: usize) {
         let r = self.rng.next_u64();
-        let Role::Honest(y) = &mut self.clients[c].role else {
-            return;
-        };
-        let update = {
-            let text = y.doc.get_or_insert_text("notes");
-            let map = y.doc.get_or_insert_map("todo");
-            let mut txn = y.doc.transact_mut();
-            let len = text.len(&txn);
-            match r % 4 {
-                0 | 1 => {
-                    let at = if len == 0 {
-                        0
-                    } else {
-                        (r >> 8) as u32 % (len + 1)
-                    };
-                    text.insert(&mut txn, at, &format!("{}{} ", y.name, r % 97));
+        let frames = match &mut self.clients[c].role {
+            Role::Yjs(y) => vec![yws::update(&yrs_edit(&y.doc, &y.name, r))],
+            Role::Native(n) => {
+                // As the shells do: a local change, then a flush (which
+                // sends nothing while the session is stopped: the next
+                // start catches up).
+                if r % 2 == 0 {
+                    crdt_edit(&mut n.doc, &n.name, r >> 1);
+                    n.session.note_change();
+                } else {
+                    let update = yrs_edit(n.doc.yrs(), &n.name, r >> 1);
+                    n.session.queue_yrs(update);
                 }
-                2 if len > 0 => {
-                    let at = (r >> 8) as u32 % len;
-                    let n = ((r >> 20) as u32 % 4 + 1).min(len - at);
-                    text.remove_range(&mut txn, at, n);
-                }
-                _ => {
-                    let key = format!("k{}", (r >> 8) % 6);
-                    map.insert(&mut txn, key, format!("{}:{}", y.name, r % 1000));
-                }
+                n.session.flush(&mut n.doc).frames
             }
-            txn.encode_update_v1()
+            Role::Hostile { .. } => return,
         };
-        if let Some(id) = self.clients[c].conn {
-            if let Some(conn) = self.conns.get_mut(&id) {
-                conn.up.push_back(yws::update(&update));
-            }
-        }
+        self.upload(c, frames);
     }
 
     fn honest_presence(&mut self, c: usize) {
-        let Role::Honest(y) = &mut self.clients[c].role else {
-            return;
-        };
-        y.clock += 1;
-        y.state = state_json(&y.name, y.clock);
-        let me = entry(y.doc.client_id().get(), y.clock, &y.state);
-        if let Some(id) = self.clients[c].conn {
-            if let Some(conn) = self.conns.get_mut(&id) {
-                conn.up.push_back(yws::awareness(&[me]));
+        let frames = match &mut self.clients[c].role {
+            Role::Yjs(y) => {
+                y.clock += 1;
+                y.state = state_json(&y.name, y.clock);
+                let me = entry(y.doc.client_id().get(), y.clock, &y.state);
+                vec![yws::awareness(&[me])]
             }
-        }
+            Role::Native(n) => {
+                n.changes += 1;
+                let state = state_json(&n.name, n.changes);
+                n.session.set_presence(&mut n.clock, Some(state));
+                n.session.flush(&mut n.doc).frames
+            }
+            Role::Hostile { .. } => return,
+        };
+        self.upload(c, frames);
     }
 
     /// A hostile client's attack, once per connection.
@@ -332,10 +511,7 @@ impl World {
         let honest_ids: Vec<u64> = self
             .clients
             .iter()
-            .filter_map(|cl| match &cl.role {
-                Role::Honest(y) => Some(y.doc.client_id().get()),
-                _ => None,
-            })
+            .filter_map(|cl| cl.role.own_presence().map(|(id, _)| id))
             .filter(|id| present.contains(id))
             .collect();
         let Some(id) = self.clients[c].conn else {
@@ -345,6 +521,7 @@ impl World {
             attack,
             id: me,
             done,
+            ..
         } = &mut self.clients[c].role
         else {
             return;
@@ -353,12 +530,13 @@ impl World {
             return;
         }
         *done = true;
+        let me = *me;
         let limits = &self.limits;
         let frames: Vec<Vec<u8>> = match *attack {
             Attack::DeepUpdate => vec![yws::update(&deep_update(limits.max_depth * 8 + 1000))],
             Attack::DeepPresence => {
                 let deep = "[".repeat(100_000) + &"]".repeat(100_000);
-                vec![yws::awareness(&[entry(*me, 1, &deep)])]
+                vec![yws::awareness(&[entry(me, 1, &deep)])]
             }
             Attack::QueryFlood => vec![vec![3u8; 100_000]],
             Attack::Step1Flood => vec![[0u8, 0, 1, 0].repeat(10_000)],
@@ -385,23 +563,46 @@ impl World {
                 .collect(),
             Attack::BigPresence => {
                 let big = format!("{{\"x\":\"{}\"}}", "a".repeat(limits.max_presence_bytes));
-                vec![yws::awareness(&[entry(*me, 1, &big)])]
+                vec![yws::awareness(&[entry(me, 1, &big)])]
             }
             Attack::ManyIds => (0..=limits.max_presence_ids as u64)
-                .map(|k| yws::awareness(&[entry(*me + k, 1, "{}")]))
+                .map(|k| yws::awareness(&[entry(me + k, 1, "{}")]))
                 .collect(),
             Attack::BadUpdate => vec![yws::update(&[9, 9, 9, 9, 9, 9])],
-            Attack::ReadOnlyWriter => {
-                let d = yrs::Doc::with_client_id(*me & ((1 << 53) - 1));
-                let t = d.get_or_insert_text("notes");
-                let u = {
-                    let mut txn = d.transact_mut();
-                    t.insert(&mut txn, 0, "READONLY");
-                    txn.encode_update_v1()
+            Attack::ReadOnlyWriter => vec![
+                yws::update(&read_only_update(me)),
+                yws::awareness(&[entry(me, 1, "{\"name\":\"viewer\"}")]),
+            ],
+            Attack::NativeClaimedLength => {
+                // `YrsUpdate` (3) claiming 2^40 bytes of update, or
+                // `Presence` (5) claiming 2^40 entries; nothing follows.
+                let mut f = vec![1u8, if me & 8 == 0 { 3 } else { 5 }];
+                put_var(&mut f, 1 << 40);
+                vec![native_hello(me), f]
+            }
+            Attack::NativeReadOnlyWriter => {
+                let mut store = Document::new();
+                let delta = apply_at(&mut store, &["readonly".to_string()], |v, cx| {
+                    v.set_add(cx, ReplicaId::new(me), Atom::Str("READONLY".into()))
+                });
+                let delta = Message::Delta {
+                    session: me,
+                    from: 0,
+                    to: 1,
+                    answer: None,
+                    payload: Payload::seal(&delta, &SyncConfig::default()),
                 };
                 vec![
-                    yws::update(&u),
-                    yws::awareness(&[entry(*me, 1, "{\"name\":\"viewer\"}")]),
+                    native_hello(me),
+                    Frame::YrsUpdate {
+                        update: Bytes(read_only_update(me)),
+                    }
+                    .encode(),
+                    Frame::Sync(delta).encode(),
+                    Frame::Presence {
+                        entries: vec![entry(me, 1, "{\"name\":\"viewer\"}")],
+                    }
+                    .encode(),
                 ]
             }
         };
@@ -432,7 +633,7 @@ impl World {
                 break;
             };
             match e {
-                Event::Join(id, writable) => self.room.join(id, Protocol::Yjs, writable),
+                Event::Join(id, protocol, writable) => self.room.join(id, protocol, writable),
                 Event::Frame(id, bytes) => self.room.receive(id, &bytes),
                 Event::Leave(id) => self.room.leave(id),
             }
@@ -473,24 +674,30 @@ impl World {
             .filter(|id| self.room.contains(*id))
             .collect();
         for (from, u) in &out.updates {
-            let frame = yws::update(u);
+            let yjs = yws::update(u);
+            let native = Frame::YrsUpdate {
+                update: Bytes(u.clone()),
+            }
+            .encode();
             for id in &in_room {
                 if id != from {
-                    self.conns
-                        .get_mut(id)
-                        .expect("conn")
-                        .down
-                        .push_back(frame.clone());
+                    let conn = self.conns.get_mut(id).expect("conn");
+                    let frame = match conn.protocol {
+                        Protocol::Yjs => yjs.clone(),
+                        Protocol::Native => native.clone(),
+                    };
+                    conn.down.push_back(frame);
                 }
             }
         }
         if let Some(p) = out.presence {
             for id in &in_room {
-                self.conns
-                    .get_mut(id)
-                    .expect("conn")
-                    .down
-                    .push_back(p.yjs.clone());
+                let conn = self.conns.get_mut(id).expect("conn");
+                let frame = match conn.protocol {
+                    Protocol::Yjs => p.yjs.clone(),
+                    Protocol::Native => p.native.clone(),
+                };
+                conn.down.push_back(frame);
             }
         }
     }
@@ -504,9 +711,42 @@ impl World {
         let frames: Vec<Vec<u8>> = conn.down.drain(..).collect();
         let closed = conn.closed;
         let mut replies = Vec::new();
-        if let Role::Honest(y) = &mut self.clients[c].role {
-            for f in frames {
-                replies.extend(yjs_client_receive(y, &f));
+        match &mut self.clients[c].role {
+            Role::Yjs(y) => {
+                for f in frames {
+                    replies.extend(yjs_client_receive(y, &f));
+                }
+            }
+            Role::Native(n) => {
+                for f in frames {
+                    let out = n
+                        .session
+                        .receive(&mut n.doc, &mut n.clock, &f)
+                        .unwrap_or_else(|e| {
+                            panic!("native {} refused a frame of the relay: {e}", n.name)
+                        });
+                    replies.extend(out.frames);
+                }
+            }
+            Role::Hostile {
+                attack,
+                read_only_errors,
+                ..
+            } => {
+                if attack.protocol() == Protocol::Native {
+                    *read_only_errors += frames
+                        .iter()
+                        .filter(|f| {
+                            matches!(
+                                Frame::decode(f, usize::MAX),
+                                Ok(Frame::Error {
+                                    code: Frame::ERROR_READ_ONLY,
+                                    ..
+                                })
+                            )
+                        })
+                        .count();
+                }
             }
         }
         if let Some(conn) = self.conns.get_mut(&id) {
@@ -517,9 +757,7 @@ impl World {
             // The relay closed it: the socket is gone.
             self.conns.remove(&id);
             self.clients[c].conn = None;
-            if let Role::Honest(y) = &mut self.clients[c].role {
-                y.presence = PresenceMap::new();
-            }
+            self.clients[c].role.connection_ended();
         }
     }
 
@@ -552,14 +790,18 @@ impl World {
                 self.disk.log.len()
             );
         }
+        assert!(
+            room.doc().crdt().state() == self.room.doc().crdt().state(),
+            "the restarted room's CRDT state differs from the live one: live {:?}, restored {:?}",
+            self.room.doc().crdt().state(),
+            room.doc().crdt().state()
+        );
         self.room = room;
         self.inbox.clear();
         for c in 0..self.clients.len() {
             if let Some(id) = self.clients[c].conn.take() {
                 self.conns.remove(&id);
-            }
-            if let Role::Honest(y) = &mut self.clients[c].role {
-                y.presence = PresenceMap::new();
+                self.clients[c].role.connection_ended();
             }
         }
     }
@@ -572,7 +814,7 @@ impl World {
             30..=34 => {
                 if self.clients[c].conn.is_none() {
                     self.connect(c);
-                } else if matches!(self.clients[c].role, Role::Hostile { .. }) {
+                } else if !self.clients[c].role.honest() {
                     self.attack(c);
                 }
             }
@@ -584,7 +826,7 @@ impl World {
             }
             60..=79 => self.relay_batch(),
             80..=98 => {
-                let slow = matches!(&self.clients[c].role, Role::Honest(y) if y.slow);
+                let slow = self.clients[c].role.slow();
                 if let Some(id) = self.clients[c].conn {
                     if !slow || self.rng.chance(0.1) {
                         self.deliver_down(id);
@@ -601,12 +843,7 @@ impl World {
 
     /// Everyone honest online, hostile ones gone; run until nothing moves.
     fn settle(&mut self) -> Result<(), String> {
-        for c in 0..self.clients.len() {
-            match self.clients[c].role {
-                Role::Honest(_) => self.connect(c),
-                Role::Hostile { .. } => {}
-            }
-        }
+        self.connect_honest();
         for round in 0..10_000 {
             let busy = !self.inbox.is_empty()
                 || self
@@ -629,13 +866,17 @@ impl World {
             for id in &ids {
                 self.deliver_down(*id);
             }
-            for c in 0..self.clients.len() {
-                if matches!(self.clients[c].role, Role::Honest(_)) {
-                    self.connect(c);
-                }
-            }
+            self.connect_honest();
         }
         Err("the room never went quiet".into())
+    }
+
+    fn connect_honest(&mut self) {
+        for c in 0..self.clients.len() {
+            if self.clients[c].role.honest() {
+                self.connect(c);
+            }
+        }
     }
 }
 
@@ -645,6 +886,76 @@ fn entry(client: u64, clock: u32, state: &str) -> PresenceEntry {
         clock,
         state: Some(state.into()),
     }
+}
+
+fn native_hello(replica: u64) -> Vec<u8> {
+    Frame::Hello {
+        protocol: PROTOCOL_VERSION,
+        replica,
+        writable: true,
+    }
+    .encode()
+}
+
+/// A yrs update inserting "READONLY" into the text, by client `me`.
+fn read_only_update(me: u64) -> Vec<u8> {
+    let d = yrs::Doc::with_client_id(me & ((1 << 53) - 1));
+    let t = d.get_or_insert_text("notes");
+    let mut txn = d.transact_mut();
+    t.insert(&mut txn, 0, "READONLY");
+    txn.encode_update_v1()
+}
+
+/// A random local edit of `doc`'s text or map; its update (v1).
+fn yrs_edit(doc: &yrs::Doc, name: &str, r: u64) -> Vec<u8> {
+    let text = doc.get_or_insert_text("notes");
+    let map = doc.get_or_insert_map("todo");
+    let mut txn = doc.transact_mut();
+    let len = text.len(&txn);
+    match r % 4 {
+        0 | 1 => {
+            let at = if len == 0 {
+                0
+            } else {
+                (r >> 8) as u32 % (len + 1)
+            };
+            text.insert(&mut txn, at, &format!("{name}{} ", r % 97));
+        }
+        2 if len > 0 => {
+            let at = (r >> 8) as u32 % len;
+            let n = ((r >> 20) as u32 % 4 + 1).min(len - at);
+            text.remove_range(&mut txn, at, n);
+        }
+        _ => {
+            let key = format!("k{}", (r >> 8) % 6);
+            map.insert(&mut txn, key, format!("{name}:{}", r % 1000));
+        }
+    }
+    txn.encode_update_v1()
+}
+
+/// A random local change of `doc`'s CRDT store: a counter (and its reset),
+/// a multi-value register (and its removal), a set, flags in a nested map.
+fn crdt_edit(doc: &mut SharedDoc, name: &str, r: u64) {
+    let id = doc.crdt().id();
+    let k = (r >> 8) % 6;
+    let count = ["count".to_string()];
+    let title = ["title".to_string()];
+    let tags = ["tags".to_string()];
+    let flag = ["flags".to_string(), format!("f{}", k % 3)];
+    let tag = Atom::Int(k as i64);
+    let _ = doc.crdt_mut().mutate(|m, cx| match r % 8 {
+        0 | 1 => apply_in(m, cx, &count, |v, cx| v.counter_add(cx, id, k as i64 - 2)),
+        2 => apply_in(m, cx, &title, |v, cx| {
+            v.register_write(cx, id, Atom::Str(format!("{name}:{}", r % 1000)))
+        }),
+        3 => apply_in(m, cx, &tags, |v, cx| v.set_add(cx, id, tag)),
+        4 => apply_in(m, cx, &tags, |v, _| v.set_remove(&tag)),
+        5 => apply_in(m, cx, &flag, |v, cx| v.flag_enable(cx, id)),
+        6 => apply_in(m, cx, &flag, |v, _| v.flag_disable()),
+        _ if k < 3 => remove_in(m, cx, &title),
+        _ => apply_in(m, cx, &count, |v, _| v.counter_reset()),
+    });
 }
 
 fn put_var(out: &mut Vec<u8>, mut v: u64) {
@@ -779,7 +1090,7 @@ fn check(seed: u64) -> Result<(), String> {
     let before = w.closes.len();
     w.final_phase = true;
     for c in 0..w.clients.len() {
-        if matches!(w.clients[c].role, Role::Hostile { .. }) {
+        if !w.clients[c].role.honest() {
             w.disconnect(c);
             w.connect(c);
             w.attack(c);
@@ -788,32 +1099,55 @@ fn check(seed: u64) -> Result<(), String> {
     w.settle()?;
 
     let room = content(w.room.doc().yrs());
-    let mut online = Vec::new();
+    let room_crdt = w.room.doc().crdt().state();
     for (i, c) in w.clients.iter().enumerate() {
-        if let Role::Honest(y) = &c.role {
-            let mine = content(&y.doc);
-            if mine != room {
-                let sv_c = y.doc.transact().state_vector();
-                let sv_r = w.room.doc().yrs().transact().state_vector();
+        let Some(doc) = c.role.yrs() else {
+            continue;
+        };
+        let mine = content(doc);
+        if mine != room {
+            let sv_c = doc.transact().state_vector();
+            let sv_r = w.room.doc().yrs().transact().state_vector();
+            return Err(format!(
+                "client {i} ({}) diverged: text {} vs room {} chars, maps equal: {}, room pending {:?}\n  client sv {sv_c:?}\n  room sv   {sv_r:?}",
+                c.role.name(),
+                mine.0.len(),
+                room.0.len(),
+                mine.1 == room.1,
+                w.room
+                    .doc()
+                    .yrs()
+                    .transact()
+                    .store()
+                    .pending_update()
+                    .map(|p| p.missing.clone()),
+            ));
+        }
+        if let Role::Native(n) = &c.role {
+            if n.doc.crdt().state() != room_crdt {
                 return Err(format!(
-                    "client {i} diverged: text {} vs room {} chars, maps equal: {}, room pending {:?}\n  client sv {sv_c:?}\n  room sv   {sv_r:?}",
-                    mine.0.len(),
-                    room.0.len(),
-                    mine.1 == room.1,
-                    w.room
-                        .doc()
-                        .yrs()
-                        .transact()
-                        .store()
-                        .pending_update()
-                        .map(|p| p.missing.clone()),
+                    "native {} holds another CRDT state than the room:\n  client {:?}\n  room   {room_crdt:?}",
+                    n.name,
+                    n.doc.crdt().state()
                 ));
             }
-            online.push((y.doc.client_id().get(), y.state.clone()));
+            let s = &n.session;
+            if !s.online() || !s.synced() {
+                return Err(format!(
+                    "native {} did not end synced: online {}, Yjs updates sent {}, saved {}",
+                    n.name,
+                    s.online(),
+                    s.yrs_sent(),
+                    s.yrs_saved()
+                ));
+            }
         }
     }
     if room.0.contains("READONLY") {
         return Err("a read-only connection's edit reached the document".into());
+    }
+    if room_crdt.store().get(&"readonly".to_string()).is_some() {
+        return Err("a read-only connection's CRDT delta reached the document".into());
     }
     // Nothing stored is lost: a relay restarted from its storage agrees.
     let (restored, aside) = Room::restore(
@@ -829,31 +1163,45 @@ fn check(seed: u64) -> Result<(), String> {
     if content(restored.doc().yrs()) != room {
         return Err("the room restarted from storage lost what clients had".into());
     }
-    if w.disk.log.iter().any(|e| e.kind != EntryKind::Yrs) {
-        return Err("a y-websocket room stored a CRDT entry".into());
+    if restored.doc().crdt().state() != room_crdt {
+        return Err(format!(
+            "the room restarted from storage has another CRDT state:\n  restored {:?}\n  room     {room_crdt:?}",
+            restored.doc().crdt().state()
+        ));
     }
-    // Presence: every honest client sees every other one's own state.
+    let native_writers = w.clients.iter().any(|c| matches!(c.role, Role::Native(_)));
+    if !native_writers && w.disk.log.iter().any(|e| e.kind != EntryKind::Yrs) {
+        return Err("a room without native writers stored a CRDT entry".into());
+    }
+    // Presence: every honest client sees every other one's own state,
+    // whichever protocol either speaks.
+    let online: Vec<(u64, String)> = w
+        .clients
+        .iter()
+        .filter_map(|c| c.role.own_presence())
+        .collect();
     for c in &w.clients {
-        if let Role::Honest(y) = &c.role {
-            let seen: BTreeMap<u64, String> = y
-                .presence
-                .present()
-                .into_iter()
-                .map(|e| (e.client, e.state.unwrap_or_default()))
-                .collect();
-            for (id, state) in &online {
-                if *id == y.doc.client_id().get() {
-                    continue;
-                }
-                match seen.get(id) {
-                    Some(s) if s == state => {}
-                    other => {
-                        return Err(format!(
-                            "{} sees client {id} as {other:?}, not {state}; the room has {:?}",
-                            y.name,
-                            w.room.present()
-                        ));
-                    }
+        let Some((me, _)) = c.role.own_presence() else {
+            continue;
+        };
+        let seen: BTreeMap<u64, String> = c
+            .role
+            .presence_seen()
+            .into_iter()
+            .map(|e| (e.client, e.state.unwrap_or_default()))
+            .collect();
+        for (id, state) in &online {
+            if *id == me {
+                continue;
+            }
+            match seen.get(id) {
+                Some(s) if s == state => {}
+                other => {
+                    return Err(format!(
+                        "{} sees client {id} as {other:?}, not {state}; the room has {:?}",
+                        c.role.name(),
+                        w.room.present()
+                    ));
                 }
             }
         }
@@ -861,20 +1209,25 @@ fn check(seed: u64) -> Result<(), String> {
     // Close codes.
     for (i, code) in &w.closes {
         match &w.clients[*i].role {
-            Role::Honest(y) => {
-                if (4400..4500).contains(code) {
-                    return Err(format!("honest {} was closed with {code}", y.name));
-                }
-            }
             Role::Hostile { attack, .. } => {
                 if attack.expected_close() != Some(*code) && *code != CloseCode::SLOW_CONSUMER {
                     return Err(format!("{attack:?} was closed with {code}"));
                 }
             }
+            honest => {
+                if (4400..4500).contains(code) {
+                    return Err(format!("honest {} was closed with {code}", honest.name()));
+                }
+            }
         }
     }
     for (i, c) in w.clients.iter().enumerate() {
-        if let Role::Hostile { attack, .. } = &c.role {
+        if let Role::Hostile {
+            attack,
+            read_only_errors,
+            ..
+        } = &c.role
+        {
             let closed: Vec<u16> = w.closes[before..]
                 .iter()
                 .filter(|(j, _)| *j == i)
@@ -893,6 +1246,11 @@ fn check(seed: u64) -> Result<(), String> {
                     ));
                 }
                 _ => {}
+            }
+            if *attack == Attack::NativeReadOnlyWriter && *read_only_errors == 0 {
+                return Err(
+                    "a read-only native connection's writes were not refused with 4403".into(),
+                );
             }
         }
     }
