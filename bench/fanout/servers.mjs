@@ -98,7 +98,12 @@ export async function startServer (name) {
     if (!bin) throw new Error('neuroplex-baseline needs FANOUT_BASELINE_BIN')
     const data = mkdtempSync(join(mkdirp(DATA_PARENT), 'data-'))
     cleanup = () => rmSync(data, { recursive: true, force: true })
-    proc = await spawnAndWait(name, bin, ['serve', '--listen', '127.0.0.1:0', '--data', data], {}, /^(\S+:\d+)$/)
+    // The peers have no connection limits: the relay's (10,000 in all, 256
+    // per address; every generator connects from 127.0.0.1) are raised
+    // for the 10,000-connection memory part. A baseline build older than
+    // those flags is run without them.
+    const limits = name === 'neuroplex' ? ['--max-connections', '20000', '--max-connections-per-ip', '20000'] : []
+    proc = await spawnAndWait(name, bin, ['serve', '--listen', '127.0.0.1:0', '--data', data, ...limits], {}, /^(\S+:\d+)$/)
     url = `ws://${proc.match[1]}/yjs`
   } else if (name === 'hocuspocus') {
     proc = await spawnAndWait(name, process.execPath, [join(HERE, 'hocuspocus-server.mjs')], {}, /^(\S+:\d+)$/)

@@ -18,10 +18,11 @@
 //!
 //! Run: `cargo run --release -p neuroplex-core --features sim --example bandwidth`
 
+use neuroplex_core::document::{Atom, DocStore, Document, apply_in};
 use neuroplex_core::sim::{LinkConfig, Rng, Sim, Topology};
 use neuroplex_core::sync::sim_node::{Gossip, SyncNode, replica_id, wire_size};
-use neuroplex_core::sync::{Atom, Config, Document, Message, Payload, Value, apply_in};
-use neuroplex_core::{AWSet, Causal, Lattice, ORMap};
+use neuroplex_core::sync::{Config, Message, Payload};
+use neuroplex_core::{AWSet, Causal, Lattice};
 
 fn main() {
     small_update();
@@ -99,7 +100,7 @@ enum Update {
 }
 
 fn apply(
-    doc_map: &mut ORMap<String, Value>,
+    doc_map: &mut DocStore,
     cx: &mut neuroplex_core::CausalContext,
     r: usize,
     u: Update,
@@ -141,7 +142,7 @@ fn steady() {
     let mut sim = Sim::new(
         11,
         REPLICAS,
-        SyncNode::<ORMap<String, Value>>::factory(config, Gossip::Push, 0),
+        SyncNode::<DocStore>::factory(config, Gossip::Push, 0),
     );
     sim.set_topology(Topology::FullMesh);
     sim.set_default_link(LinkConfig::reliable(1));

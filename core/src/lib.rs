@@ -14,7 +14,9 @@
 //!   `old ⊔ delta == new`.
 //! - [`causal`]: a bounded buffer that releases deltas in causal order.
 //! - [`codec`]: the versioned wire encoding, safe on untrusted bytes.
-//! - [`sync`]: delta-interval anti-entropy and the document store.
+//! - [`document`]: the document model: named values of every CRDT kind,
+//!   nested, and the path helpers that edit them.
+//! - [`sync`]: delta-interval anti-entropy between replicas.
 //! - [`bft`]: PBFT ordering for the few operations that need it.
 //! - `doc` (feature `yrs`, needs `std`): a room's document, the CRDT store
 //!   beside a `yrs::Doc`, and the native protocol's frames.
@@ -53,6 +55,7 @@ pub mod codec;
 pub mod crdt;
 #[cfg(feature = "yrs")]
 pub mod doc;
+pub mod document;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod sync;

@@ -12,10 +12,11 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use neuroplex_core::ReplicaId;
 use neuroplex_core::doc::{
-    ClientSession, CloseCode, DocStore, Frame, PROTOCOL_VERSION, PresenceClock, PresenceEntry,
-    PresenceMap, SessionEvent, SessionOutput, SharedDoc,
+    ClientSession, CloseCode, Frame, PROTOCOL_VERSION, PresenceClock, PresenceEntry, PresenceMap,
+    SessionEvent, SessionOutput, SharedDoc,
 };
-use neuroplex_core::sync::{Atom, Bytes, Config, Message, Value, apply_in};
+use neuroplex_core::document::{Atom, DocStore, Value, apply_in};
+use neuroplex_core::sync::{Bytes, Config, Message};
 use yrs::{GetString, Text, Transact};
 
 /// The relay as the client's sync replica names it.

@@ -1,42 +1,41 @@
 //! Seeded simulation of a room ([`neuroplex_core::doc::Room`]) with honest
-//! clients of both protocols, hostile clients, disconnects, slow consumers
-//! and relay restarts.
+//! and hostile clients, disconnects, slow consumers and relay restarts.
 //!
-//! Each seed builds a room with 2–20 clients. The honest ones are split at
-//! random between the two protocols (most seeds mix them, some have one
-//! kind only):
-//! - y-websocket clients: a yrs document speaking the y-websocket protocol,
-//!   as an unmodified Yjs client does, editing a text and a map and
-//!   announcing awareness;
-//! - native clients: a [`SharedDoc`] driven through a [`ClientSession`], as
-//!   the relay's Rust client and the WASM package drive it, editing the
-//!   same text and map (local yrs transactions, queued with `queue_yrs`)
-//!   and the CRDT store (a counter and its resets, a multi-value register
-//!   and its removal, a set, flags in a nested map), then flushing, and
-//!   setting presence.
+//! Each seed builds a room with 2–20 clients: honest clients of both
+//! protocols, mixed in a proportion drawn per seed (most seeds mix them,
+//! some have one kind only), and hostile clients that each try one attack
+//! from docs/PROTOCOL.md's list, on either protocol.
+//! - y-websocket clients: a yrs document speaking the y-websocket
+//!   protocol, as an unmodified Yjs client does, editing a text and a map
+//!   and announcing awareness;
+//! - native clients: a `SharedDoc` driven by a `ClientSession`, as the
+//!   Rust client and the npm package drive theirs, editing the same text
+//!   and map (local yrs transactions, queued with `queue_yrs`) and CRDT
+//!   values (a counter and its reset, a multi-value register and its
+//!   removal, a set, flags in a nested map), flushing, and setting
+//!   presence.
 //!
-//! Hostile clients each try one attack from docs/PROTOCOL.md's list, on
-//! either protocol. Frames travel through per-connection queues delivered
-//! in random order of connections (some clients are slow: they read
-//! rarely); clients disconnect and come back at random points (a native
-//! session is stopped and started again, as its shells do); the relay
-//! restarts from exactly what it stored (its log and snapshot, written only
-//! when a batch commits). At the end every honest client reconnects and the
-//! network drains. Checked:
+//! Frames travel through per-connection queues delivered in random order
+//! of connections (some clients are slow: they read rarely); clients
+//! disconnect and come back at random points (a native session is stopped
+//! and started again, as its shells do); the relay restarts from exactly
+//! what it stored (its log and snapshot, written only when a batch
+//! commits). At the end every honest client reconnects and the network
+//! drains. Checked:
 //! - every honest client holds the same text and map as the room;
-//! - every native client holds the room's CRDT state, and its session ends
-//!   online and synced (nothing queued, no delta unacknowledged, every Yjs
-//!   update it sent reported durable);
+//! - every native client holds the room's CRDT state (values and causal
+//!   context), and its session ends online and synced (nothing queued, no
+//!   delta unacknowledged, every Yjs update it sent reported durable);
 //! - a relay restarted from storage holds the same text, map and CRDT
-//!   state, at every restart and at the end (nothing persisted, and nothing
-//!   any client saw, is lost);
+//!   state, at every restart and at the end (nothing persisted, and
+//!   nothing any client saw, is lost);
 //! - every honest client sees every other honest client's own presence
 //!   state, across protocols (no spoofed name, nobody missing);
 //! - every hostile connection was closed with its documented code (a
-//!   read-only one stays open; a native one is told 4403), nothing a
+//!   read-only one stays open, and a native one is told 4403), nothing a
 //!   read-only connection wrote reached the document, and no honest
-//!   connection of either kind was ever closed with a 44xx code (nor did an
-//!   honest client refuse a frame of the relay's).
+//!   connection of either kind was ever closed with a 44xx code (nor did
+//!   an honest native client refuse a frame of the relay's).
 //!
 //! `make test` runs 200 seeds; `NEUROPLEX_SEEDS=n` runs more, and
 //! `NEUROPLEX_SEED=s` replays one.
@@ -50,20 +49,16 @@ use neuroplex_core::ReplicaId;
 use neuroplex_core::doc::room::{EntryKind, LogEntry, Output};
 use neuroplex_core::doc::yws;
 use neuroplex_core::doc::{
-    ClientSession, CloseCode, ConnId, Frame, PROTOCOL_VERSION, PresenceClock, PresenceEntry,
-    PresenceMap, Protocol, Room, RoomLimits, SharedDoc, Snapshot,
+    ClientSession, CloseCode, ConnId, Frame, Hold, PROTOCOL_VERSION, PresenceClock, PresenceEntry,
+    PresenceMap, Protocol, Room, RoomLimits, SessionOutput, SharedDoc, Snapshot,
 };
+use neuroplex_core::document::{Atom, Document, Value, apply_at, apply_in, remove_in};
 use neuroplex_core::sim::Rng;
-use neuroplex_core::sync::{
-    Atom, Bytes, Config as SyncConfig, Document, Message, Payload, apply_at, apply_in, remove_in,
-};
+use neuroplex_core::sync::{Bytes, Config, Message, Payload};
 use yrs::types::ToJson;
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{GetString, Map, ReadTxn, StateVector, Text, Transact, Update};
-
-/// The relay, as a native client's sync replica names it.
-const RELAY: u64 = 0;
 
 /// What storage holds: a snapshot and the log after it.
 #[derive(Default, Clone)]
@@ -146,17 +141,25 @@ impl Attack {
         !matches!(self, Attack::ReadOnlyWriter | Attack::NativeReadOnlyWriter)
     }
 
-    fn protocol(self) -> Protocol {
-        match self {
-            Attack::NativeClaimedLength | Attack::NativeReadOnlyWriter => Protocol::Native,
-            _ => Protocol::Yjs,
-        }
+    fn native(self) -> bool {
+        matches!(
+            self,
+            Attack::NativeClaimedLength | Attack::NativeReadOnlyWriter
+        )
     }
 }
 
-/// A y-websocket client: a yrs document and the protocol's client rules.
+/// An honest client: a yrs document and the client rules of its protocol,
+/// y-websocket's (here) or the native one's ([`Native`]).
 struct YjsClient {
+    /// The Yjs document (for a native client, a handle of its
+    /// `SharedDoc`'s).
     doc: yrs::Doc,
+    /// A native session, for a client of `/sync`.
+    native: Option<Box<Native>>,
+    /// Updates waiting for dependencies, kept apart from yrs as the room
+    /// keeps them (yrs's own pending merge loses structs).
+    hold: Hold,
     name: String,
     /// Own presence clock and whether it announced a state.
     clock: u32,
@@ -168,22 +171,29 @@ struct YjsClient {
     slow: bool,
 }
 
-/// A native client: a document and one session of the native protocol,
-/// driven as the relay's Rust client and the WASM package drive theirs.
-struct NativeClient {
+/// A native client: a `SharedDoc` (Yjs and CRDT values) driven by a
+/// `ClientSession`, as the relay's Rust client and the npm package do.
+struct Native {
     doc: SharedDoc,
-    session: ClientSession,
     clock: PresenceClock,
-    name: String,
-    /// Presence changes made (its state shows the count).
-    changes: u32,
-    /// Reads its frames only now and then.
-    slow: bool,
+    session: ClientSession,
 }
 
+impl Native {
+    /// Runs `f` on the session and returns the frames it produced.
+    fn with(
+        &mut self,
+        f: impl FnOnce(&mut ClientSession, &mut SharedDoc, &mut PresenceClock) -> SessionOutput,
+    ) -> Vec<Vec<u8>> {
+        f(&mut self.session, &mut self.doc, &mut self.clock).frames
+    }
+}
+
+/// The relay's peer id in a native client's sync replica.
+const RELAY_PEER: u64 = 0;
+
 enum Role {
-    Yjs(YjsClient),
-    Native(NativeClient),
+    Honest(YjsClient),
     Hostile {
         attack: Attack,
         id: u64,
@@ -193,71 +203,6 @@ enum Role {
     },
 }
 
-impl Role {
-    fn honest(&self) -> bool {
-        !matches!(self, Role::Hostile { .. })
-    }
-
-    fn slow(&self) -> bool {
-        match self {
-            Role::Yjs(y) => y.slow,
-            Role::Native(n) => n.slow,
-            Role::Hostile { .. } => false,
-        }
-    }
-
-    fn name(&self) -> String {
-        match self {
-            Role::Yjs(y) => y.name.clone(),
-            Role::Native(n) => n.name.clone(),
-            Role::Hostile { attack, .. } => format!("{attack:?}"),
-        }
-    }
-
-    /// An honest client's yrs document.
-    fn yrs(&self) -> Option<&yrs::Doc> {
-        match self {
-            Role::Yjs(y) => Some(&y.doc),
-            Role::Native(n) => Some(n.doc.yrs()),
-            Role::Hostile { .. } => None,
-        }
-    }
-
-    /// An honest client's presence id and its own state.
-    fn own_presence(&self) -> Option<(u64, String)> {
-        match self {
-            Role::Yjs(y) => Some((y.doc.client_id().get(), y.state.clone())),
-            Role::Native(n) => {
-                let me = n.session.own_presence();
-                Some((me.client, me.state.clone().unwrap_or_default()))
-            }
-            Role::Hostile { .. } => None,
-        }
-    }
-
-    /// Everyone an honest client sees present.
-    fn presence_seen(&self) -> Vec<PresenceEntry> {
-        match self {
-            Role::Yjs(y) => y.presence.present(),
-            Role::Native(n) => n.session.presence().present(),
-            Role::Hostile { .. } => Vec::new(),
-        }
-    }
-
-    /// The client's side of a connection that ended: a Yjs client forgets
-    /// who was present, a native session stops (as its shells do when the
-    /// socket closed).
-    fn connection_ended(&mut self) {
-        match self {
-            Role::Yjs(y) => y.presence = PresenceMap::new(),
-            Role::Native(n) => {
-                let _ = n.session.stop(&mut n.doc);
-            }
-            Role::Hostile { .. } => {}
-        }
-    }
-}
-
 struct Client {
     role: Role,
     conn: Option<ConnId>,
@@ -265,13 +210,14 @@ struct Client {
 
 struct Conn {
     client: usize,
-    protocol: Protocol,
     /// Frames on their way to the relay.
     up: VecDeque<Vec<u8>>,
     /// Frames on their way to the client.
     down: VecDeque<Vec<u8>>,
     /// The relay closed it with this code (delivered after `down` drains).
     closed: Option<u16>,
+    /// A native (`/sync`) connection.
+    native: bool,
 }
 
 enum Event {
@@ -295,37 +241,29 @@ struct World {
     final_phase: bool,
 }
 
-/// Honest client `i`'s Yjs client id (its presence id), and a native
-/// client's replica id.
-fn client_id(seed: u64, i: usize) -> u64 {
-    (seed.wrapping_mul(1000) + i as u64 + 1) & ((1 << 53) - 1)
-}
-
-fn yjs_client(seed: u64, i: usize, slow: bool) -> YjsClient {
+fn honest(seed: u64, i: usize, slow: bool, native: bool) -> YjsClient {
+    let id = (seed.wrapping_mul(1000) + i as u64 + 1) & ((1 << 53) - 1);
+    let native = native.then(|| {
+        let doc = SharedDoc::new(ReplicaId::new(id), seed ^ id, id, Config::default());
+        let clock = PresenceClock::new();
+        let session = ClientSession::new(&doc, RELAY_PEER, &clock);
+        Box::new(Native {
+            doc,
+            clock,
+            session,
+        })
+    });
     YjsClient {
-        doc: yrs::Doc::with_client_id(client_id(seed, i)),
+        doc: match &native {
+            Some(n) => n.doc.yrs().clone(),
+            None => yrs::Doc::with_client_id(id),
+        },
+        native,
+        hold: Hold::default(),
         name: format!("user{i}"),
         clock: 0,
         state: String::new(),
         presence: PresenceMap::new(),
-        slow,
-    }
-}
-
-fn native_client(seed: u64, i: usize, session: u64, slow: bool) -> NativeClient {
-    let id = client_id(seed, i);
-    let doc = SharedDoc::new(ReplicaId::new(id), session, id, SyncConfig::default());
-    let mut clock = PresenceClock::new();
-    let mut session = ClientSession::new(&doc, RELAY, &clock);
-    let name = format!("user{i}");
-    // Announced when it first connects.
-    session.set_presence(&mut clock, Some(state_json(&name, 1)));
-    NativeClient {
-        doc,
-        session,
-        clock,
-        name,
-        changes: 1,
         slow,
     }
 }
@@ -339,24 +277,16 @@ impl World {
         let mut rng = Rng::new(seed);
         let n_honest = rng.range(2, 13) as usize;
         let n_hostile = rng.range(0, 20 - n_honest as u64).min(8) as usize;
-        // How many honest clients speak the native protocol: usually some
-        // of each kind, now and then one kind only.
-        let n_native = match rng.below(10) {
-            0 => 0,
-            1 => n_honest,
-            _ => rng.range(1, n_honest as u64 - 1) as usize,
-        };
-        let mut native: Vec<bool> = (0..n_honest).map(|i| i < n_native).collect();
-        rng.shuffle(&mut native);
+        // Most seeds mix both protocols; some are all one kind.
+        let p_native = *rng.pick(&[0.0, 0.3, 0.5, 0.7, 1.0]).expect("shares");
         let mut clients = Vec::new();
-        for (i, native) in native.into_iter().enumerate() {
+        for i in 0..n_honest {
             let slow = rng.chance(0.2);
-            let role = if native {
-                Role::Native(native_client(seed, i, rng.next_u64(), slow))
-            } else {
-                Role::Yjs(yjs_client(seed, i, slow))
-            };
-            clients.push(Client { role, conn: None });
+            let native = rng.chance(p_native);
+            clients.push(Client {
+                role: Role::Honest(honest(seed, i, slow, native)),
+                conn: None,
+            });
         }
         for h in 0..n_hostile {
             let attack = *rng.pick(&Attack::ALL).expect("attacks");
@@ -391,26 +321,46 @@ impl World {
         }
         let id = self.next_conn;
         self.next_conn += 1;
-        let mut up = VecDeque::new();
-        let (protocol, writable) = match &mut self.clients[c].role {
-            Role::Yjs(y) => {
+        let mut conn = Conn {
+            client: c,
+            up: VecDeque::new(),
+            down: VecDeque::new(),
+            closed: None,
+            native: false,
+        };
+        let writable = match &mut self.clients[c].role {
+            Role::Honest(YjsClient {
+                native: Some(n),
+                presence,
+                name,
+                clock,
+                state,
+                ..
+            }) => {
+                conn.native = true;
+                if state.is_empty() {
+                    // Its presence, announced by the session on start.
+                    *clock += 1;
+                    *state = state_json(name, *clock);
+                    n.session.set_presence(&mut n.clock, Some(state.clone()));
+                }
+                conn.up.extend(n.with(|s, d, k| s.start(d, k)));
+                *presence = PresenceMap::new();
+                true
+            }
+            Role::Honest(y) => {
                 // As a y-websocket client on open: step 1, then its own
                 // presence (a new clock, past any removal the relay made).
                 let sv = y.doc.transact().state_vector().encode_v1();
-                up.push_back(yws::sync_step1(&sv));
+                conn.up.push_back(yws::sync_step1(&sv));
                 y.clock += 1;
                 if y.state.is_empty() {
                     y.state = state_json(&y.name, y.clock);
                 }
                 let me = entry(y.doc.client_id().get(), y.clock, &y.state);
-                up.push_back(yws::awareness(&[me]));
+                conn.up.push_back(yws::awareness(&[me]));
                 y.presence = PresenceMap::new();
-                (Protocol::Yjs, true)
-            }
-            Role::Native(n) => {
-                // The socket opened: the session starts the conversation.
-                up.extend(n.session.start(&mut n.doc, &mut n.clock).frames);
-                (Protocol::Native, true)
+                true
             }
             Role::Hostile {
                 attack,
@@ -421,20 +371,17 @@ impl World {
                 // Each connection makes its attack once.
                 *done = false;
                 *read_only_errors = 0;
-                (attack.protocol(), attack.writable())
+                conn.native = attack.native();
+                attack.writable()
             }
         };
+        let protocol = if conn.native {
+            Protocol::Native
+        } else {
+            Protocol::Yjs
+        };
         self.inbox.push_back(Event::Join(id, protocol, writable));
-        self.conns.insert(
-            id,
-            Conn {
-                client: c,
-                protocol,
-                up,
-                down: VecDeque::new(),
-                closed: None,
-            },
-        );
+        self.conns.insert(id, conn);
         self.clients[c].conn = Some(id);
     }
 
@@ -448,11 +395,55 @@ impl World {
         self.inbox
             .retain(|e| !matches!(e, Event::Frame(cid, _) if *cid == id));
         self.inbox.push_back(Event::Leave(id));
-        self.clients[c].role.connection_ended();
+        if let Role::Honest(y) = &mut self.clients[c].role {
+            y.presence = PresenceMap::new();
+            if let Some(n) = &mut y.native {
+                let _ = n.with(|s, d, _| s.stop(d));
+            }
+        }
     }
 
-    /// Frames from client `c` onto its connection, if it has one.
-    fn upload(&mut self, c: usize, frames: Vec<Vec<u8>>) {
+    fn honest_edit(&mut self, c: usize) {
+        let r = self.rng.next_u64();
+        let Role::Honest(y) = &mut self.clients[c].role else {
+            return;
+        };
+        let update = {
+            let text = y.doc.get_or_insert_text("notes");
+            let map = y.doc.get_or_insert_map("todo");
+            let mut txn = y.doc.transact_mut();
+            let len = text.len(&txn);
+            match r % 4 {
+                0 | 1 => {
+                    let at = if len == 0 {
+                        0
+                    } else {
+                        (r >> 8) as u32 % (len + 1)
+                    };
+                    text.insert(&mut txn, at, &format!("{}{} ", y.name, r % 97));
+                }
+                2 if len > 0 => {
+                    let at = (r >> 8) as u32 % len;
+                    let n = ((r >> 20) as u32 % 4 + 1).min(len - at);
+                    text.remove_range(&mut txn, at, n);
+                }
+                _ => {
+                    let key = format!("k{}", (r >> 8) % 6);
+                    map.insert(&mut txn, key, format!("{}:{}", y.name, r % 1000));
+                }
+            }
+            txn.encode_update_v1()
+        };
+        let frames = match &mut y.native {
+            Some(n) => {
+                n.session.queue_yrs(update);
+                if (r >> 40) % 2 == 0 {
+                    crdt_edit(n, &y.name, r >> 41);
+                }
+                n.with(|s, d, _| s.flush(d))
+            }
+            None => vec![yws::update(&update)],
+        };
         if let Some(id) = self.clients[c].conn {
             if let Some(conn) = self.conns.get_mut(&id) {
                 conn.up.extend(frames);
@@ -460,45 +451,26 @@ impl World {
         }
     }
 
-    fn honest_edit(&mut self, c: usize) {
-        let r = self.rng.next_u64();
-        let frames = match &mut self.clients[c].role {
-            Role::Yjs(y) => vec![yws::update(&yrs_edit(&y.doc, &y.name, r))],
-            Role::Native(n) => {
-                // As the shells do: a local change, then a flush (which
-                // sends nothing while the session is stopped: the next
-                // start catches up).
-                if r % 2 == 0 {
-                    crdt_edit(&mut n.doc, &n.name, r >> 1);
-                    n.session.note_change();
-                } else {
-                    let update = yrs_edit(n.doc.yrs(), &n.name, r >> 1);
-                    n.session.queue_yrs(update);
-                }
-                n.session.flush(&mut n.doc).frames
-            }
-            Role::Hostile { .. } => return,
-        };
-        self.upload(c, frames);
-    }
-
     fn honest_presence(&mut self, c: usize) {
-        let frames = match &mut self.clients[c].role {
-            Role::Yjs(y) => {
-                y.clock += 1;
-                y.state = state_json(&y.name, y.clock);
-                let me = entry(y.doc.client_id().get(), y.clock, &y.state);
-                vec![yws::awareness(&[me])]
-            }
-            Role::Native(n) => {
-                n.changes += 1;
-                let state = state_json(&n.name, n.changes);
-                n.session.set_presence(&mut n.clock, Some(state));
-                n.session.flush(&mut n.doc).frames
-            }
-            Role::Hostile { .. } => return,
+        let Role::Honest(y) = &mut self.clients[c].role else {
+            return;
         };
-        self.upload(c, frames);
+        y.clock += 1;
+        y.state = state_json(&y.name, y.clock);
+        let me = entry(y.doc.client_id().get(), y.clock, &y.state);
+        let frames = match &mut y.native {
+            Some(n) => {
+                let state = y.state.clone();
+                n.session.set_presence(&mut n.clock, Some(state));
+                n.with(|s, d, _| s.flush(d))
+            }
+            None => vec![yws::awareness(&[me])],
+        };
+        if let Some(id) = self.clients[c].conn {
+            if let Some(conn) = self.conns.get_mut(&id) {
+                conn.up.extend(frames);
+            }
+        }
     }
 
     /// A hostile client's attack, once per connection.
@@ -511,7 +483,10 @@ impl World {
         let honest_ids: Vec<u64> = self
             .clients
             .iter()
-            .filter_map(|cl| cl.role.own_presence().map(|(id, _)| id))
+            .filter_map(|cl| match &cl.role {
+                Role::Honest(y) => Some(y.doc.client_id().get()),
+                _ => None,
+            })
             .filter(|id| present.contains(id))
             .collect();
         let Some(id) = self.clients[c].conn else {
@@ -530,13 +505,12 @@ impl World {
             return;
         }
         *done = true;
-        let me = *me;
         let limits = &self.limits;
         let frames: Vec<Vec<u8>> = match *attack {
             Attack::DeepUpdate => vec![yws::update(&deep_update(limits.max_depth * 8 + 1000))],
             Attack::DeepPresence => {
                 let deep = "[".repeat(100_000) + &"]".repeat(100_000);
-                vec![yws::awareness(&[entry(me, 1, &deep)])]
+                vec![yws::awareness(&[entry(*me, 1, &deep)])]
             }
             Attack::QueryFlood => vec![vec![3u8; 100_000]],
             Attack::Step1Flood => vec![[0u8, 0, 1, 0].repeat(10_000)],
@@ -563,44 +537,44 @@ impl World {
                 .collect(),
             Attack::BigPresence => {
                 let big = format!("{{\"x\":\"{}\"}}", "a".repeat(limits.max_presence_bytes));
-                vec![yws::awareness(&[entry(me, 1, &big)])]
+                vec![yws::awareness(&[entry(*me, 1, &big)])]
             }
             Attack::ManyIds => (0..=limits.max_presence_ids as u64)
-                .map(|k| yws::awareness(&[entry(me + k, 1, "{}")]))
+                .map(|k| yws::awareness(&[entry(*me + k, 1, "{}")]))
                 .collect(),
             Attack::BadUpdate => vec![yws::update(&[9, 9, 9, 9, 9, 9])],
             Attack::ReadOnlyWriter => vec![
-                yws::update(&read_only_update(me)),
-                yws::awareness(&[entry(me, 1, "{\"name\":\"viewer\"}")]),
+                yws::update(&read_only_update(*me)),
+                yws::awareness(&[entry(*me, 1, "{\"name\":\"viewer\"}")]),
             ],
             Attack::NativeClaimedLength => {
                 // `YrsUpdate` (3) claiming 2^40 bytes of update, or
                 // `Presence` (5) claiming 2^40 entries; nothing follows.
-                let mut f = vec![1u8, if me & 8 == 0 { 3 } else { 5 }];
+                let mut f = vec![1u8, if *me & 8 == 0 { 3 } else { 5 }];
                 put_var(&mut f, 1 << 40);
-                vec![native_hello(me), f]
+                vec![native_hello(*me), f]
             }
             Attack::NativeReadOnlyWriter => {
                 let mut store = Document::new();
                 let delta = apply_at(&mut store, &["readonly".to_string()], |v, cx| {
-                    v.set_add(cx, ReplicaId::new(me), Atom::Str("READONLY".into()))
+                    v.set_add(cx, ReplicaId::new(*me), Atom::Str("READONLY".into()))
                 });
                 let delta = Message::Delta {
-                    session: me,
+                    session: *me,
                     from: 0,
                     to: 1,
                     answer: None,
-                    payload: Payload::seal(&delta, &SyncConfig::default()),
+                    payload: Payload::seal(&delta, &Config::default()),
                 };
                 vec![
-                    native_hello(me),
+                    native_hello(*me),
                     Frame::YrsUpdate {
-                        update: Bytes(read_only_update(me)),
+                        update: Bytes(read_only_update(*me)),
                     }
                     .encode(),
                     Frame::Sync(delta).encode(),
                     Frame::Presence {
-                        entries: vec![entry(me, 1, "{\"name\":\"viewer\"}")],
+                        entries: vec![entry(*me, 1, "{\"name\":\"viewer\"}")],
                     }
                     .encode(),
                 ]
@@ -682,22 +656,16 @@ impl World {
             for id in &in_room {
                 if id != from {
                     let conn = self.conns.get_mut(id).expect("conn");
-                    let frame = match conn.protocol {
-                        Protocol::Yjs => yjs.clone(),
-                        Protocol::Native => native.clone(),
-                    };
-                    conn.down.push_back(frame);
+                    let f = if conn.native { &native } else { &yjs };
+                    conn.down.push_back(f.clone());
                 }
             }
         }
         if let Some(p) = out.presence {
             for id in &in_room {
                 let conn = self.conns.get_mut(id).expect("conn");
-                let frame = match conn.protocol {
-                    Protocol::Yjs => p.yjs.clone(),
-                    Protocol::Native => p.native.clone(),
-                };
-                conn.down.push_back(frame);
+                let f = if conn.native { &p.native } else { &p.yjs };
+                conn.down.push_back(f.clone());
             }
         }
     }
@@ -711,43 +679,41 @@ impl World {
         let frames: Vec<Vec<u8>> = conn.down.drain(..).collect();
         let closed = conn.closed;
         let mut replies = Vec::new();
-        match &mut self.clients[c].role {
-            Role::Yjs(y) => {
-                for f in frames {
-                    replies.extend(yjs_client_receive(y, &f));
+        if let Role::Honest(y) = &mut self.clients[c].role {
+            match &mut y.native {
+                Some(n) => {
+                    for f in frames {
+                        match n.session.receive(&mut n.doc, &mut n.clock, &f) {
+                            Ok(out) => replies.extend(out.frames),
+                            Err(e) => panic!("{}: the relay sent a frame refused: {e}", y.name),
+                        }
+                    }
+                    replies.extend(n.with(|s, d, _| s.flush(d)));
+                    // Its view of who is here, kept where the checks look.
+                    y.presence = n.session.presence().clone();
+                }
+                None => {
+                    for f in frames {
+                        replies.extend(yjs_client_receive(y, &f));
+                    }
                 }
             }
-            Role::Native(n) => {
-                for f in frames {
-                    let out = n
-                        .session
-                        .receive(&mut n.doc, &mut n.clock, &f)
-                        .unwrap_or_else(|e| {
-                            panic!("native {} refused a frame of the relay: {e}", n.name)
-                        });
-                    replies.extend(out.frames);
-                }
-            }
-            Role::Hostile {
-                attack,
-                read_only_errors,
-                ..
-            } => {
-                if attack.protocol() == Protocol::Native {
-                    *read_only_errors += frames
-                        .iter()
-                        .filter(|f| {
-                            matches!(
-                                Frame::decode(f, usize::MAX),
-                                Ok(Frame::Error {
-                                    code: Frame::ERROR_READ_ONLY,
-                                    ..
-                                })
-                            )
+        } else if let Role::Hostile {
+            read_only_errors, ..
+        } = &mut self.clients[c].role
+        {
+            *read_only_errors += frames
+                .iter()
+                .filter(|f| {
+                    matches!(
+                        Frame::decode(f, usize::MAX),
+                        Ok(Frame::Error {
+                            code: Frame::ERROR_READ_ONLY,
+                            ..
                         })
-                        .count();
-                }
-            }
+                    )
+                })
+                .count();
         }
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.up.extend(replies);
@@ -757,7 +723,12 @@ impl World {
             // The relay closed it: the socket is gone.
             self.conns.remove(&id);
             self.clients[c].conn = None;
-            self.clients[c].role.connection_ended();
+            if let Role::Honest(y) = &mut self.clients[c].role {
+                y.presence = PresenceMap::new();
+                if let Some(n) = &mut y.native {
+                    let _ = n.with(|s, d, _| s.stop(d));
+                }
+            }
         }
     }
 
@@ -801,7 +772,12 @@ impl World {
         for c in 0..self.clients.len() {
             if let Some(id) = self.clients[c].conn.take() {
                 self.conns.remove(&id);
-                self.clients[c].role.connection_ended();
+            }
+            if let Role::Honest(y) = &mut self.clients[c].role {
+                y.presence = PresenceMap::new();
+                if let Some(n) = &mut y.native {
+                    let _ = n.with(|s, d, _| s.stop(d));
+                }
             }
         }
     }
@@ -814,7 +790,7 @@ impl World {
             30..=34 => {
                 if self.clients[c].conn.is_none() {
                     self.connect(c);
-                } else if !self.clients[c].role.honest() {
+                } else if matches!(self.clients[c].role, Role::Hostile { .. }) {
                     self.attack(c);
                 }
             }
@@ -826,7 +802,7 @@ impl World {
             }
             60..=79 => self.relay_batch(),
             80..=98 => {
-                let slow = self.clients[c].role.slow();
+                let slow = matches!(&self.clients[c].role, Role::Honest(y) if y.slow);
                 if let Some(id) = self.clients[c].conn {
                     if !slow || self.rng.chance(0.1) {
                         self.deliver_down(id);
@@ -843,7 +819,12 @@ impl World {
 
     /// Everyone honest online, hostile ones gone; run until nothing moves.
     fn settle(&mut self) -> Result<(), String> {
-        self.connect_honest();
+        for c in 0..self.clients.len() {
+            match self.clients[c].role {
+                Role::Honest(_) => self.connect(c),
+                Role::Hostile { .. } => {}
+            }
+        }
         for round in 0..10_000 {
             let busy = !self.inbox.is_empty()
                 || self
@@ -866,17 +847,13 @@ impl World {
             for id in &ids {
                 self.deliver_down(*id);
             }
-            self.connect_honest();
-        }
-        Err("the room never went quiet".into())
-    }
-
-    fn connect_honest(&mut self) {
-        for c in 0..self.clients.len() {
-            if self.clients[c].role.honest() {
-                self.connect(c);
+            for c in 0..self.clients.len() {
+                if matches!(self.clients[c].role, Role::Honest(_)) {
+                    self.connect(c);
+                }
             }
         }
+        Err("the room never went quiet".into())
     }
 }
 
@@ -886,76 +863,6 @@ fn entry(client: u64, clock: u32, state: &str) -> PresenceEntry {
         clock,
         state: Some(state.into()),
     }
-}
-
-fn native_hello(replica: u64) -> Vec<u8> {
-    Frame::Hello {
-        protocol: PROTOCOL_VERSION,
-        replica,
-        writable: true,
-    }
-    .encode()
-}
-
-/// A yrs update inserting "READONLY" into the text, by client `me`.
-fn read_only_update(me: u64) -> Vec<u8> {
-    let d = yrs::Doc::with_client_id(me & ((1 << 53) - 1));
-    let t = d.get_or_insert_text("notes");
-    let mut txn = d.transact_mut();
-    t.insert(&mut txn, 0, "READONLY");
-    txn.encode_update_v1()
-}
-
-/// A random local edit of `doc`'s text or map; its update (v1).
-fn yrs_edit(doc: &yrs::Doc, name: &str, r: u64) -> Vec<u8> {
-    let text = doc.get_or_insert_text("notes");
-    let map = doc.get_or_insert_map("todo");
-    let mut txn = doc.transact_mut();
-    let len = text.len(&txn);
-    match r % 4 {
-        0 | 1 => {
-            let at = if len == 0 {
-                0
-            } else {
-                (r >> 8) as u32 % (len + 1)
-            };
-            text.insert(&mut txn, at, &format!("{name}{} ", r % 97));
-        }
-        2 if len > 0 => {
-            let at = (r >> 8) as u32 % len;
-            let n = ((r >> 20) as u32 % 4 + 1).min(len - at);
-            text.remove_range(&mut txn, at, n);
-        }
-        _ => {
-            let key = format!("k{}", (r >> 8) % 6);
-            map.insert(&mut txn, key, format!("{name}:{}", r % 1000));
-        }
-    }
-    txn.encode_update_v1()
-}
-
-/// A random local change of `doc`'s CRDT store: a counter (and its reset),
-/// a multi-value register (and its removal), a set, flags in a nested map.
-fn crdt_edit(doc: &mut SharedDoc, name: &str, r: u64) {
-    let id = doc.crdt().id();
-    let k = (r >> 8) % 6;
-    let count = ["count".to_string()];
-    let title = ["title".to_string()];
-    let tags = ["tags".to_string()];
-    let flag = ["flags".to_string(), format!("f{}", k % 3)];
-    let tag = Atom::Int(k as i64);
-    let _ = doc.crdt_mut().mutate(|m, cx| match r % 8 {
-        0 | 1 => apply_in(m, cx, &count, |v, cx| v.counter_add(cx, id, k as i64 - 2)),
-        2 => apply_in(m, cx, &title, |v, cx| {
-            v.register_write(cx, id, Atom::Str(format!("{name}:{}", r % 1000)))
-        }),
-        3 => apply_in(m, cx, &tags, |v, cx| v.set_add(cx, id, tag)),
-        4 => apply_in(m, cx, &tags, |v, _| v.set_remove(&tag)),
-        5 => apply_in(m, cx, &flag, |v, cx| v.flag_enable(cx, id)),
-        6 => apply_in(m, cx, &flag, |v, _| v.flag_disable()),
-        _ if k < 3 => remove_in(m, cx, &title),
-        _ => apply_in(m, cx, &count, |v, _| v.counter_reset()),
-    });
 }
 
 fn put_var(out: &mut Vec<u8>, mut v: u64) {
@@ -996,6 +903,52 @@ fn deep_update(depth: usize) -> Vec<u8> {
     u
 }
 
+/// A native client's edit of its CRDT values: a counter (and its reset),
+/// a multi-value register (and its removal), a set's element added or
+/// removed, flags in a nested map enabled or disabled.
+fn crdt_edit(n: &mut Native, name: &str, r: u64) {
+    let id = n.doc.crdt().id();
+    let k = (r >> 3) % 6;
+    let count = ["count".to_string()];
+    let title = ["title".to_string()];
+    let tags = ["tags".to_string()];
+    let flag = ["flags".to_string(), format!("f{}", k % 3)];
+    let tag = Atom::Str(format!("t{k}"));
+    n.doc.crdt_mut().mutate(|m, cx| match r % 8 {
+        0 | 1 => apply_in(m, cx, &count, |v: &mut Value, cx| {
+            v.counter_add(cx, id, k as i64 - 2)
+        }),
+        2 => apply_in(m, cx, &title, |v: &mut Value, cx| {
+            v.register_write(cx, id, Atom::Str(format!("{name}:{}", r % 1000)))
+        }),
+        3 => apply_in(m, cx, &tags, |v: &mut Value, cx| v.set_add(cx, id, tag)),
+        4 => apply_in(m, cx, &tags, |v: &mut Value, _| v.set_remove(&tag)),
+        5 => apply_in(m, cx, &flag, |v: &mut Value, cx| v.flag_enable(cx, id)),
+        6 => apply_in(m, cx, &flag, |v: &mut Value, _| v.flag_disable()),
+        _ if k < 3 => remove_in(m, cx, &title),
+        _ => apply_in(m, cx, &count, |v: &mut Value, _| v.counter_reset()),
+    });
+    n.session.note_change();
+}
+
+fn native_hello(replica: u64) -> Vec<u8> {
+    Frame::Hello {
+        protocol: PROTOCOL_VERSION,
+        replica,
+        writable: true,
+    }
+    .encode()
+}
+
+/// A yrs update inserting "READONLY" into the text, by client `me`.
+fn read_only_update(me: u64) -> Vec<u8> {
+    let d = yrs::Doc::with_client_id(me & ((1 << 53) - 1));
+    let t = d.get_or_insert_text("notes");
+    let mut txn = d.transact_mut();
+    t.insert(&mut txn, 0, "READONLY");
+    txn.encode_update_v1()
+}
+
 /// An honest y-websocket client's handling of one relay frame; the frames
 /// it sends back.
 fn yjs_client_receive(y: &mut YjsClient, frame: &[u8]) -> Vec<Vec<u8>> {
@@ -1011,9 +964,8 @@ fn yjs_client_receive(y: &mut YjsClient, frame: &[u8]) -> Vec<Vec<u8>> {
             }
             yws::YwsMessage::SyncStep2(u) | yws::YwsMessage::Update(u) => {
                 let u = Update::decode_v1(&u).expect("relay update");
-                y.doc
-                    .transact_mut()
-                    .apply_update(u)
+                y.hold
+                    .apply(&mut y.doc.transact_mut(), u)
                     .expect("relay update applies");
             }
             yws::YwsMessage::Awareness(entries) => {
@@ -1090,7 +1042,7 @@ fn check(seed: u64) -> Result<(), String> {
     let before = w.closes.len();
     w.final_phase = true;
     for c in 0..w.clients.len() {
-        if !w.clients[c].role.honest() {
+        if matches!(w.clients[c].role, Role::Hostile { .. }) {
             w.disconnect(c);
             w.connect(c);
             w.attack(c);
@@ -1099,55 +1051,27 @@ fn check(seed: u64) -> Result<(), String> {
     w.settle()?;
 
     let room = content(w.room.doc().yrs());
-    let room_crdt = w.room.doc().crdt().state();
+    let mut online = Vec::new();
     for (i, c) in w.clients.iter().enumerate() {
-        let Some(doc) = c.role.yrs() else {
-            continue;
-        };
-        let mine = content(doc);
-        if mine != room {
-            let sv_c = doc.transact().state_vector();
-            let sv_r = w.room.doc().yrs().transact().state_vector();
-            return Err(format!(
-                "client {i} ({}) diverged: text {} vs room {} chars, maps equal: {}, room pending {:?}\n  client sv {sv_c:?}\n  room sv   {sv_r:?}",
-                c.role.name(),
-                mine.0.len(),
-                room.0.len(),
-                mine.1 == room.1,
-                w.room
-                    .doc()
-                    .yrs()
-                    .transact()
-                    .store()
-                    .pending_update()
-                    .map(|p| p.missing.clone()),
-            ));
-        }
-        if let Role::Native(n) = &c.role {
-            if n.doc.crdt().state() != room_crdt {
+        if let Role::Honest(y) = &c.role {
+            let mine = content(&y.doc);
+            if mine != room {
+                let sv_c = y.doc.transact().state_vector();
+                let sv_r = w.room.doc().yrs().transact().state_vector();
                 return Err(format!(
-                    "native {} holds another CRDT state than the room:\n  client {:?}\n  room   {room_crdt:?}",
-                    n.name,
-                    n.doc.crdt().state()
+                    "client {i} diverged: text {} vs room {} chars, maps equal: {}, held: client {}, room {}\n  client sv {sv_c:?}\n  room sv   {sv_r:?}",
+                    mine.0.len(),
+                    room.0.len(),
+                    mine.1 == room.1,
+                    y.hold.len(),
+                    w.room.doc().held(),
                 ));
             }
-            let s = &n.session;
-            if !s.online() || !s.synced() {
-                return Err(format!(
-                    "native {} did not end synced: online {}, Yjs updates sent {}, saved {}",
-                    n.name,
-                    s.online(),
-                    s.yrs_sent(),
-                    s.yrs_saved()
-                ));
-            }
+            online.push((y.doc.client_id().get(), y.state.clone()));
         }
     }
     if room.0.contains("READONLY") {
         return Err("a read-only connection's edit reached the document".into());
-    }
-    if room_crdt.store().get(&"readonly".to_string()).is_some() {
-        return Err("a read-only connection's CRDT delta reached the document".into());
     }
     // Nothing stored is lost: a relay restarted from its storage agrees.
     let (restored, aside) = Room::restore(
@@ -1163,45 +1087,69 @@ fn check(seed: u64) -> Result<(), String> {
     if content(restored.doc().yrs()) != room {
         return Err("the room restarted from storage lost what clients had".into());
     }
-    if restored.doc().crdt().state() != room_crdt {
+    // CRDT state (values and causal context): every native client holds
+    // the room's, and so does the room restarted from storage.
+    let crdt = w.room.doc().crdt().state();
+    if crdt.store().get(&"readonly".to_string()).is_some() {
+        return Err("a read-only connection's CRDT delta reached the document".into());
+    }
+    if restored.doc().crdt().state() != crdt {
         return Err(format!(
-            "the room restarted from storage has another CRDT state:\n  restored {:?}\n  room     {room_crdt:?}",
+            "the room restarted from storage has another CRDT state:\n  restored {:?}\n  room     {crdt:?}",
             restored.doc().crdt().state()
         ));
     }
-    let native_writers = w.clients.iter().any(|c| matches!(c.role, Role::Native(_)));
-    if !native_writers && w.disk.log.iter().any(|e| e.kind != EntryKind::Yrs) {
-        return Err("a room without native writers stored a CRDT entry".into());
-    }
-    // Presence: every honest client sees every other one's own state,
-    // whichever protocol either speaks.
-    let online: Vec<(u64, String)> = w
-        .clients
-        .iter()
-        .filter_map(|c| c.role.own_presence())
-        .collect();
+    let mut natives = 0;
     for c in &w.clients {
-        let Some((me, _)) = c.role.own_presence() else {
-            continue;
-        };
-        let seen: BTreeMap<u64, String> = c
-            .role
-            .presence_seen()
-            .into_iter()
-            .map(|e| (e.client, e.state.unwrap_or_default()))
-            .collect();
-        for (id, state) in &online {
-            if *id == me {
-                continue;
+        if let Role::Honest(YjsClient {
+            native: Some(n),
+            name,
+            ..
+        }) = &c.role
+        {
+            natives += 1;
+            if n.doc.crdt().state() != crdt {
+                return Err(format!(
+                    "{name}'s CRDT state differs from the room's:\n  client {:?}\n  room   {crdt:?}",
+                    n.doc.crdt().state()
+                ));
             }
-            match seen.get(id) {
-                Some(s) if s == state => {}
-                other => {
-                    return Err(format!(
-                        "{} sees client {id} as {other:?}, not {state}; the room has {:?}",
-                        c.role.name(),
-                        w.room.present()
-                    ));
+            let s = &n.session;
+            if !s.online() || !s.synced() {
+                return Err(format!(
+                    "{name}'s session did not end synced: online {}, Yjs updates sent {}, saved {}",
+                    s.online(),
+                    s.yrs_sent(),
+                    s.yrs_saved()
+                ));
+            }
+        }
+    }
+    if natives == 0 && w.disk.log.iter().any(|e| e.kind != EntryKind::Yrs) {
+        return Err("a y-websocket room stored a CRDT entry".into());
+    }
+    // Presence: every honest client sees every other one's own state.
+    for c in &w.clients {
+        if let Role::Honest(y) = &c.role {
+            let seen: BTreeMap<u64, String> = y
+                .presence
+                .present()
+                .into_iter()
+                .map(|e| (e.client, e.state.unwrap_or_default()))
+                .collect();
+            for (id, state) in &online {
+                if *id == y.doc.client_id().get() {
+                    continue;
+                }
+                match seen.get(id) {
+                    Some(s) if s == state => {}
+                    other => {
+                        return Err(format!(
+                            "{} sees client {id} as {other:?}, not {state}; the room has {:?}",
+                            y.name,
+                            w.room.present()
+                        ));
+                    }
                 }
             }
         }
@@ -1209,14 +1157,14 @@ fn check(seed: u64) -> Result<(), String> {
     // Close codes.
     for (i, code) in &w.closes {
         match &w.clients[*i].role {
+            Role::Honest(y) => {
+                if (4400..4500).contains(code) {
+                    return Err(format!("honest {} was closed with {code}", y.name));
+                }
+            }
             Role::Hostile { attack, .. } => {
                 if attack.expected_close() != Some(*code) && *code != CloseCode::SLOW_CONSUMER {
                     return Err(format!("{attack:?} was closed with {code}"));
-                }
-            }
-            honest => {
-                if (4400..4500).contains(code) {
-                    return Err(format!("honest {} was closed with {code}", honest.name()));
                 }
             }
         }

@@ -16,12 +16,13 @@ mod seeds;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use neuroplex_core::document::{Atom, DocStore, Document, Value, apply_in, get_at, remove_in};
 use neuroplex_core::sim::{LinkConfig, NodeId, Sim, Topology};
+use neuroplex_core::sync::Config;
 use neuroplex_core::sync::sim_node::{Gossip, SyncNode, replica_id, wire_size};
-use neuroplex_core::sync::{Atom, Config, Document, Value, apply_in, get_at, remove_in};
-use neuroplex_core::{CausalContext, Dot, DotStore, Hlc, ORMap, Timestamp};
+use neuroplex_core::{CausalContext, Dot, DotStore, Hlc, Timestamp};
 
-type Node = SyncNode<ORMap<String, Value>>;
+type Node = SyncNode<DocStore>;
 
 #[derive(Clone, Debug)]
 enum Kind {
@@ -63,7 +64,7 @@ struct View {
     map: BTreeMap<String, View>,
 }
 
-fn view_of_map(m: &ORMap<String, Value>) -> BTreeMap<String, View> {
+fn view_of_map(m: &DocStore) -> BTreeMap<String, View> {
     m.iter().map(|(k, v)| (k.clone(), view_of(v))).collect()
 }
 
@@ -459,7 +460,7 @@ fn fingerprint(seed: u64) -> String {
     let mut sim = Sim::new(
         seed,
         n,
-        SyncNode::<ORMap<String, Value>>::factory(Config::default(), Gossip::PushPull, 7),
+        SyncNode::<DocStore>::factory(Config::default(), Gossip::PushPull, 7),
     );
     sim.set_default_link(LinkConfig::lossy(0.3));
     sim.set_size_fn(wire_size);

@@ -17,8 +17,9 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use neuroplex_core::ReplicaId;
 use neuroplex_core::doc::{
-    ClientSession, DocStore, PresenceClock, PresenceEntry, SessionEvent, SessionOutput, SharedDoc,
+    ClientSession, PresenceClock, PresenceEntry, SessionEvent, SessionOutput, SharedDoc,
 };
+use neuroplex_core::document::DocStore;
 use neuroplex_core::sync::Config as SyncConfig;
 use neuroplex_core::{Causal, CausalContext};
 use tokio::sync::{Notify, mpsc, watch};

@@ -218,11 +218,6 @@ impl Metrics {
         })
     }
 
-    /// Sets the number of loaded rooms.
-    pub fn set_rooms_loaded(&self, n: i64) {
-        self.rooms_loaded.set(n);
-    }
-
     /// A room was loaded.
     pub fn room_loaded(&self) {
         self.rooms_loaded.inc();
@@ -317,9 +312,9 @@ mod tests {
         m.connection_opened(Endpoint::Yjs);
         m.connection_opened(Endpoint::Sync);
         m.connection_closed(Endpoint::Yjs);
-        m.set_rooms_loaded(3);
         m.room_loaded();
-        m.room_unloaded();
+        m.room_loaded();
+        m.room_loaded();
         m.room_unloaded();
         m.message(Direction::In, "update", 100);
         m.message(Direction::In, "update", 20);

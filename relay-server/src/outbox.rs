@@ -117,11 +117,6 @@ impl Outbox {
         true
     }
 
-    /// Queues an encoded frame.
-    pub fn push_frame(&self, bytes: impl Into<WsBytes>, metrics: &Metrics) -> bool {
-        self.push(Outbound::Frame(bytes.into()), metrics)
-    }
-
     /// Asks the writer to close the connection (the first request wins).
     pub fn close(&self, code: u16, reason: impl Into<String>, drain: bool) {
         let mut st = self.state.lock().expect("outbox lock");

@@ -89,11 +89,6 @@ impl SharedUpdate {
         self.0.update.len()
     }
 
-    /// True for an empty byte string.
-    pub fn is_empty(&self) -> bool {
-        self.0.update.is_empty()
-    }
-
     /// The update framed for protocol `which` (0 or 1) by `frame`, computed
     /// by the first caller and shared with the others.
     pub fn framed(&self, which: usize, frame: impl FnOnce(&[u8]) -> Vec<u8>) -> Bytes {
@@ -217,21 +212,25 @@ impl OutboundQueue {
     }
 
     /// Number of queued items.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.items.len()
     }
 
     /// True if nothing is queued.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
 
     /// Total payload bytes queued.
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.bytes
     }
 
     /// How many times queued updates were merged.
+    #[cfg(test)]
     pub fn merges(&self) -> u64 {
         self.merges
     }

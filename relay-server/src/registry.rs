@@ -187,11 +187,6 @@ impl Rooms {
         while rx.try_recv().is_ok() {}
     }
 
-    /// Number of loaded rooms.
-    pub fn loaded(&self) -> usize {
-        self.rooms.lock().expect("rooms lock").len()
-    }
-
     /// Tells every room to finish and close its connections with "going
     /// away", and waits for them (up to `deadline`).
     pub async fn shutdown(&self, deadline: Duration) {

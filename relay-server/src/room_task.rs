@@ -178,6 +178,7 @@ pub(crate) async fn room_task(rooms: Arc<Rooms>, name: String, mut rx: mpsc::Rec
         if poisoned {
             // yrs failed inside an update: the in-memory document may be
             // inconsistent. Everyone reconnects to a freshly loaded room.
+            tracing::error!(room = ?name, "yrs panicked on an update (refused); the room reloads and its connections reconnect");
             task.close_all(CloseCode::INTERNAL, "the room is reloading", true);
             rooms.drop_room(&name, rx);
             return;

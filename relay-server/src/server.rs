@@ -141,11 +141,6 @@ impl Relay {
         .await;
     }
 
-    /// The metrics.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
     /// The axum router for every endpoint (`/metrics` only if
     /// `metrics_public`; see [`Relay::metrics_router`]).
     pub fn router(self: &Arc<Self>) -> Router {

@@ -38,12 +38,6 @@ pub struct Stored {
 }
 
 impl Stored {
-    /// The last sequence number stored (0 for a new room).
-    pub fn last_seq(&self) -> u64 {
-        let snap = self.snapshot.as_ref().map_or(0, |(s, _)| *s);
-        self.entries.last().map_or(snap, |e| e.seq.max(snap))
-    }
-
     /// Total bytes of log entries after the snapshot.
     pub fn log_bytes(&self) -> usize {
         self.entries.iter().map(|e| e.data.len()).sum()
@@ -95,6 +89,8 @@ const MAX_GROUP: usize = 1024;
 pub struct Storage {
     path: PathBuf,
     jobs: std_mpsc::Sender<Job>,
+    /// Group commits so far, for the tests (the writer counts them).
+    #[cfg(test)]
     transactions: std::sync::Arc<std::sync::atomic::AtomicU64>,
     health: Arc<Health>,
 }
@@ -114,14 +110,16 @@ pub struct WriterGuard(Option<JoinHandle<()>>);
 impl WriterGuard {
     /// Waits for the writer to commit what it was given and stop. Call
     /// after every [`Storage`] handle is dropped.
+    #[cfg(test)]
     pub fn join(mut self) {
         if let Some(h) = self.0.take() {
             let _ = h.join();
         }
     }
 
-    /// Like [`WriterGuard::join`], giving up after `limit` (handles may
-    /// still be alive in tasks that have not ended).
+    /// Waits for the writer to commit what it was given and stop, giving
+    /// up after `limit` (handles may still be alive in tasks that have not
+    /// ended). Call after every [`Storage`] handle is dropped.
     pub fn join_timeout(mut self, limit: std::time::Duration) {
         if let Some(h) = self.0.take() {
             let deadline = std::time::Instant::now() + limit;
@@ -197,16 +195,12 @@ impl Storage {
             Storage {
                 path,
                 jobs: tx,
+                #[cfg(test)]
                 transactions,
                 health,
             },
             WriterGuard(Some(handle)),
         ))
-    }
-
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// What the writer last reported (for `/healthz`).
@@ -236,6 +230,7 @@ impl Storage {
 
     /// Transactions committed so far (group commit puts many appends in
     /// one).
+    #[cfg(test)]
     pub fn transactions(&self) -> u64 {
         self.transactions.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -579,7 +574,7 @@ mod tests {
         s.append("b", vec![entry(1, b"z")]).await.unwrap();
         let a = s.load("a").await.unwrap();
         assert_eq!(a.entries.len(), 2);
-        assert_eq!(a.last_seq(), 2);
+        assert_eq!(a.entries.last().map(|e| e.seq), Some(2));
         let snap = Snapshot {
             crdt: vec![1],
             yrs: vec![2],
@@ -594,9 +589,9 @@ mod tests {
         assert_eq!(a.snapshot, Some((1, snap)));
         let seqs: Vec<u64> = a.entries.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [2, 3]);
-        assert_eq!(a.last_seq(), 3);
         assert_eq!(s.load("b").await.unwrap().entries[0].data, b"z");
-        assert_eq!(s.load("c").await.unwrap().last_seq(), 0);
+        let c = s.load("c").await.unwrap();
+        assert!(c.snapshot.is_none() && c.entries.is_empty());
         drop(s);
         guard.join();
     }
@@ -631,7 +626,7 @@ mod tests {
         let (s, guard) = Storage::open(dir.path()).unwrap();
         // Hold the database's write lock from another connection so that
         // every append below is queued before the writer can commit any.
-        let blocker = open_connection(s.path()).unwrap();
+        let blocker = open_connection(&dir.path().join(datadir::DATABASE_FILE)).unwrap();
         blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
         let waits: Vec<_> = (0..50)
             .map(|i| s.append(&format!("room{}", i % 5), vec![entry(i / 5 + 1, b"u")]))

@@ -547,3 +547,47 @@ async fn presence_is_owned() {
         assert_eq!(p.closed(), None, "{} was closed", p.name);
     }
 }
+
+/// Class 5: yrs panicking on a client's update (a well-formed update that
+/// makes yrs 0.28 underflow in `BlockStore::find_index`, found by the
+/// `yjs_update` fuzz target; a debug build panics on the underflow) is
+/// contained. Every connection of the room is closed with the reconnect
+/// code, the relay lives, the room reloads from storage with everything
+/// stored before, and clients that come back converge again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_yrs_reloads_the_room() {
+    if !cfg!(debug_assertions) {
+        // Without overflow checks yrs may wrap and carry on: nothing to see.
+        eprintln!("a_panic_in_yrs_reloads_the_room: needs a debug build of the relay");
+        return;
+    }
+    let attack = "yrs-panic";
+    let metrics = format!("127.0.0.1:{}", support::free_port());
+    let mut s = Scene::start("panic", &["--metrics-listen", &metrics]).await;
+    let before = s.a.text();
+    assert!(!before.is_empty());
+    let bytes = [1, 1, 0, 136, 136, 136, 136, 9, 0, 97, 1, 0, 1, 8, 25];
+    let mut ws = s.attacker("yjs").await;
+    let code = send_and_close_code(&mut ws, vec![sync_frame(2, &bytes)]).await;
+    s.expect_close(attack, code, CloseCode::INTERNAL).await;
+    for p in [&s.a, &s.b] {
+        p.wait("closed with the reconnect code", |p| p.closed().is_some())
+            .await;
+        assert_eq!(
+            p.closed(),
+            Some(Some(CloseCode::INTERNAL)),
+            "attack {attack}: {} was not told to reconnect",
+            p.name
+        );
+    }
+    s.assert_alive(attack);
+    assert_eq!(rejected(&metrics, "yrs_panicked"), 1.0);
+    // Back: the reloaded room holds what was stored, and works.
+    s.a = YjsPeer::connect(&s.relay, &s.room, "alice2", None).await;
+    s.b = YjsPeer::connect(&s.relay, &s.room, "bob2", None).await;
+    for p in [&s.a, &s.b] {
+        p.wait("the stored text after the reload", |p| p.text() == before)
+            .await;
+    }
+    s.after(attack).await;
+}

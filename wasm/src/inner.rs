@@ -12,9 +12,8 @@ use std::rc::{Rc, Weak};
 
 use js_sys::{Function, Object, Reflect};
 use neuroplex_core::crdt::{Causal, DotStore};
-use neuroplex_core::sync::{
-    Config, MAX_PATH_LEN, Message, Payload, Replica, Value, apply_in, get_at, remove_in,
-};
+use neuroplex_core::document::{DocStore, MAX_PATH_LEN, Value, apply_in, get_at, remove_in};
+use neuroplex_core::sync::{Config, Message, Payload, Replica};
 use neuroplex_core::{CausalContext, Hlc, ReplicaId};
 use wasm_bindgen::prelude::*;
 
@@ -24,9 +23,6 @@ use neuroplex_core::doc::{ClientSession, PresenceClock, SharedDoc};
 use neuroplex_core::sync::Replica as CrdtReplica;
 
 use crate::value::{error, range_error, strings};
-
-/// The CRDT store of a document.
-pub(crate) type DocStore = neuroplex_core::crdt::ORMap<String, Value>;
 
 /// The document state every handle shares.
 pub(crate) type Shared = Rc<RefCell<DocInner>>;
@@ -367,7 +363,9 @@ impl DocInner {
             d.crdt_mut().forget(MANUAL_PEER);
             r
         });
-        r.map_err(|e| error(&format!("not a valid document state: {e}")))?;
+        // What the replica returns is for the manual peer (forgotten above)
+        // and for storage, which a browser replica has none of.
+        let _ = r.map_err(|e| error(&format!("not a valid document state: {e}")))?;
         self.settle_crdt();
         Ok(names)
     }

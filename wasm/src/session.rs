@@ -14,11 +14,12 @@ use std::cell::RefCell;
 
 use js_sys::{Array, Function, Reflect, Uint8Array};
 use neuroplex_core::doc::{ClientSession, Frame, SessionError, SessionEvent, SessionOutput};
+use neuroplex_core::document::DocStore;
 use neuroplex_core::sync::Message;
 use wasm_bindgen::prelude::*;
 
 use crate::doc::Doc;
-use crate::inner::{DocInner, DocStore, Outbox, Shared, borrow, commit};
+use crate::inner::{DocInner, Outbox, Shared, borrow, commit};
 
 /// One connection's protocol state. Frames are `Uint8Array`s, one per
 /// WebSocket binary message.

@@ -2,18 +2,19 @@
 //!
 //! The format: the codec's version byte, then the postcard encoding of
 //! [`State`] — the CRDT state (`codec::encode` of a
-//! `core::sync::Document`) and the yrs state as one Yjs update (v1), each
+//! `core::document::Document`) and the yrs state as one Yjs update (v1), each
 //! as length-prefixed bytes. Either part may be empty.
 
 use std::collections::BTreeSet;
 
 use neuroplex_core::codec;
 use neuroplex_core::crdt::Causal;
+use neuroplex_core::document::DocStore;
 use neuroplex_core::sync::Bytes;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 
-use crate::inner::{Dispatch, DocInner, DocStore};
+use crate::inner::{Dispatch, DocInner};
 use crate::value::error;
 
 #[derive(Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use js_sys::{Array, BigInt, Object, Reflect, Uint8Array};
-use neuroplex_core::sync::{Atom, Float, MAX_ATOM_NESTING};
+use neuroplex_core::document::{Atom, Float, MAX_ATOM_NESTING};
 use wasm_bindgen::{JsCast, JsValue};
 
 /// Largest integer a JS number holds exactly (2^53 - 1).

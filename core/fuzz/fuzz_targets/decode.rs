@@ -4,7 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use neuroplex_core::sync::{Config, Message, Replica, Value};
+use neuroplex_core::document::DocStore;
+use neuroplex_core::sync::{Config, Message, Replica};
 use neuroplex_core::{
     AWSet, Causal, CausalContext, CausalCounter, EWFlag, Envelope, GCounter, GSet, Lattice,
     LwwRegister, MvRegister, ORMap, PNCounter, ReplicaId, VectorClock, codec,
@@ -49,13 +50,12 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(msg) = Message::decode(&bytes, &config) {
                 assert_eq!(Message::decode(&msg.encode(), &config).unwrap(), msg);
             }
-            let mut replica: Replica<ORMap<String, Value>> =
-                Replica::new(ReplicaId::new(1), 1, config);
+            let mut replica: Replica<DocStore> = Replica::new(ReplicaId::new(1), 1, config);
             let before = replica.state().clone();
             if replica.receive_bytes(2, &bytes).is_err() {
                 assert_eq!(replica.state(), &before);
             }
         }
-        _ => drop(check::<Causal<ORMap<String, Value>>>(&bytes)),
+        _ => drop(check::<Causal<DocStore>>(&bytes)),
     }
 });

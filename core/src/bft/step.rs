@@ -205,6 +205,11 @@ pub enum Fault {
 }
 
 /// Everything one input produced. See the module doc for the order.
+///
+/// Must be used: persist-before-send is its contract, so a step dropped
+/// unhandled loses the records to store, the messages to send, the timers
+/// and the events it carried.
+#[must_use = "persist `persist`, then send `send`: a dropped step loses messages"]
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Step {
     /// Make these durable before sending.

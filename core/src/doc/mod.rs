@@ -1,5 +1,5 @@
 //! A room's document and the protocol's two state machines (feature `yrs`,
-//! which needs `std`): the delta-CRDT store of [`crate::sync`] beside a
+//! which needs `std`): the delta-CRDT [`crate::document`] beside a
 //! [`yrs::Doc`] for text and rich JSON ([`SharedDoc`]), the native wire
 //! frames, the y-websocket codec, the client session ([`ClientSession`]) and
 //! the room ([`Room`]).
@@ -13,6 +13,7 @@
 
 mod frame;
 pub mod guard;
+pub mod hold;
 mod presence;
 pub mod room;
 mod session;
@@ -20,7 +21,8 @@ mod shared;
 pub mod yws;
 
 pub use frame::{CloseCode, Frame, PROTOCOL_VERSION};
+pub use hold::{Hold, HoldOutcome, MAX_HELD, MAX_HELD_BYTES};
 pub use presence::{PresenceEntry, PresenceMap};
 pub use room::{ConnId, Protocol, Room, RoomLimits};
 pub use session::{ClientSession, PresenceClock, SessionError, SessionEvent, SessionOutput};
-pub use shared::{DocError, DocStore, SharedDoc, Snapshot};
+pub use shared::{Applied, DocError, SharedDoc, Snapshot};

@@ -27,7 +27,8 @@ use std::vec::Vec;
 
 use super::frame::{CloseCode, Frame, PROTOCOL_VERSION};
 use super::presence::{PresenceEntry, PresenceMap};
-use super::shared::{DocStore, SharedDoc};
+use super::shared::SharedDoc;
+use crate::document::DocStore;
 use crate::sync::{Bytes, Message, Outgoing, PeerId};
 
 /// The highest presence clock any session of one document has used.

@@ -9,13 +9,12 @@ use yrs::updates::encoder::Encode;
 use yrs::{ReadTxn, StateVector, Transact, Update};
 
 use super::guard::{self, GuardError};
+use super::hold::Hold;
 use crate::ReplicaId;
 use crate::codec;
-use crate::crdt::{Causal, Lattice, ORMap};
-use crate::sync::{Config, Replica, SyncError, Value};
-
-/// The store under a document's causal context: named values.
-pub type DocStore = ORMap<String, Value>;
+use crate::crdt::{Causal, Lattice};
+use crate::document::DocStore;
+use crate::sync::{Config, Replica, SyncError};
 
 /// Why an update or a snapshot was refused. The document is unchanged,
 /// except after [`DocError::Panicked`], when it must be discarded and
@@ -65,7 +64,7 @@ impl From<SyncError> for DocError {
 }
 
 /// A document's whole durable state, as stored: the CRDT state (codec
-/// encoding of a [`crate::sync::Document`]) and the yrs state as one
+/// encoding of a [`crate::document::Document`]) and the yrs state as one
 /// update (v1).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
@@ -85,6 +84,20 @@ pub struct Snapshot {
 pub struct SharedDoc {
     crdt: Replica<DocStore>,
     yrs: yrs::Doc,
+    /// Updates waiting for missing dependencies (see [`SharedDoc::held`]).
+    held: Hold,
+}
+
+/// What [`SharedDoc::apply_yrs_update_releasing`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The update changed the document (or waits for dependencies).
+    pub changed: bool,
+    /// Held updates (v1) that this one let in, wholly or in part.
+    pub released: Vec<Vec<u8>>,
+    /// Held updates dropped beyond the hold's bounds ([`super::MAX_HELD`]):
+    /// peers are to be asked again for what the document lacks.
+    pub dropped: usize,
 }
 
 impl SharedDoc {
@@ -95,6 +108,7 @@ impl SharedDoc {
         Self {
             crdt: Replica::new(id, session, config),
             yrs: new_ydoc(yrs_client),
+            held: Hold::default(),
         }
     }
 
@@ -113,6 +127,7 @@ impl SharedDoc {
         Self {
             crdt: Replica::new(id, session, config),
             yrs: yrs::Doc::with_options(options),
+            held: Hold::default(),
         }
     }
 
@@ -140,6 +155,7 @@ impl SharedDoc {
         let mut doc = Self {
             crdt: Replica::restore(id, session, state, config),
             yrs: new_ydoc(yrs_client),
+            held: Hold::default(),
         };
         if let Some(s) = snapshot {
             if !s.yrs.is_empty() {
@@ -169,15 +185,23 @@ impl SharedDoc {
     }
 
     /// Decodes and integrates one Yjs update (v1). `Ok(true)` if it changed
-    /// the document (or left parts pending on missing dependencies), `Ok(false)`
-    /// if everything in it was known already.
+    /// the document (or left parts waiting for missing dependencies),
+    /// `Ok(false)` if everything in it was known already.
     pub fn apply_yrs_update(&mut self, update: &[u8]) -> Result<bool, DocError> {
+        self.apply_yrs_update_releasing(update).map(|a| a.changed)
+    }
+
+    /// Like [`SharedDoc::apply_yrs_update`], and also says which held
+    /// updates (see [`SharedDoc::held`]) this one let in: peers that joined
+    /// after those arrived have not seen them yet.
+    pub fn apply_yrs_update_releasing(&mut self, update: &[u8]) -> Result<Applied, DocError> {
         // yrs recurses into nested values: the guard first, or one update
         // overflows the stack (an abort, not a panic).
         guard::check_update_v1(update, guard::MAX_DEPTH)?;
         let decoded =
             Update::decode_v1(update).map_err(|e| DocError::BadYrsEncoding(e.to_string()))?;
         let doc = &self.yrs;
+        let held = &mut self.held;
         // yrs has panicked on crafted input in the past; a panic here must not
         // take the relay down with it. The caller discards the document.
         let result = catch_unwind(AssertUnwindSafe(|| {
@@ -197,11 +221,20 @@ impl SharedDoc {
                     let have = before.get(client);
                     ranges.iter().all(|r| r.end <= have)
                 });
-            txn.apply_update(decoded)
-                .map_err(|e| DocError::YrsRejected(e.to_string()))?;
-            Ok(!known)
+            let outcome = held.apply(&mut txn, decoded)?;
+            Ok(Applied {
+                changed: !known,
+                released: outcome.released,
+                dropped: outcome.dropped,
+            })
         }));
         result.unwrap_or(Err(DocError::Panicked))
+    }
+
+    /// How many updates wait for dependencies the document lacks (see
+    /// [`Hold`]).
+    pub fn held(&self) -> usize {
+        self.held.len()
     }
 
     /// Checks that `update` is a Yjs update (v1) without integrating it.
@@ -227,7 +260,7 @@ impl SharedDoc {
     }
 
     /// What a peer with `state_vector` (v1) lacks, as one update (v1), for
-    /// sync step 2. Includes updates still pending on missing dependencies.
+    /// sync step 2. Held updates (see [`SharedDoc::held`]) are not in it.
     pub fn yrs_diff(&self, state_vector: &[u8]) -> Result<Vec<u8>, DocError> {
         guard::check_state_vector_v1(state_vector)?;
         let sv = StateVector::decode_v1(state_vector)
@@ -240,7 +273,8 @@ impl SharedDoc {
         self.yrs.transact().encode_state_as_update_v1(sv)
     }
 
-    /// The whole state, for storage (see [`SharedDoc::restore`]).
+    /// The whole state, for storage (see [`SharedDoc::restore`]), held
+    /// updates not included: whoever stores it keeps those apart.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             crdt: codec::encode(self.crdt.state()).expect("documents always serialize"),

@@ -1,5 +1,5 @@
 //! Replication between peers: delta-interval anti-entropy over any dot
-//! store, and the document store it is meant for.
+//! store (the [`crate::document`] store among them).
 //!
 //! Sans-IO like the rest of the crate: a [`Replica`] takes messages and
 //! local changes and returns what to persist and what to send; the shell
@@ -7,15 +7,10 @@
 //! documented encoding (`docs/PROTOCOL.md`); decoding one is bounded and
 //! never panics.
 
-mod document;
 mod message;
 mod replica;
 #[cfg(feature = "sim")]
 pub mod sim_node;
 
-pub use document::{
-    Atom, Document, Float, MAX_ATOM_NESTING, MAX_PATH_LEN, Nested, Value, apply_at, apply_in,
-    get_at, remove_at, remove_in,
-};
 pub use message::{Bytes, Config, Message, Payload, SyncError};
 pub use replica::{Outgoing, PeerId, PeerStatus, Replica};

@@ -24,6 +24,10 @@ pub type PeerId = u64;
 /// changes after restarting, and diverge silently from everyone who saw the
 /// first ones; and an acknowledgement leaves only once what it acknowledges
 /// is durable.
+///
+/// Must be used for the same reason: an `Outgoing` dropped unhandled loses
+/// its messages, and the change it asked to persist.
+#[must_use = "persist `persist`, then send `messages`: a dropped Outgoing loses messages"]
 #[derive(Debug)]
 pub struct Outgoing<S> {
     /// Local changes to make durable before anything is sent (joined into

@@ -199,7 +199,7 @@ pub const LONG: Duration = Duration::from_secs(60);
 // the Yjs text named "text".
 
 use neuroplex_core::doc::SharedDoc;
-use neuroplex_core::sync::{Atom, apply_in};
+use neuroplex_core::document::{Atom, apply_in};
 use neuroplex_relay::client::Client;
 use yrs::{GetString, Text, Transact};
 

@@ -7,7 +7,8 @@ use std::vec::Vec;
 use crate::ReplicaId;
 use crate::codec;
 use crate::crdt::Causal;
-use crate::doc::shared::{DocError, DocStore, SharedDoc, Snapshot};
+use crate::doc::shared::{DocError, SharedDoc, Snapshot};
+use crate::document::DocStore;
 use crate::sync::Config as SyncConfig;
 
 /// What a log entry holds.

@@ -32,8 +32,8 @@ use std::format;
 use std::string::{String, ToString};
 use std::vec::Vec;
 
+use yrs::StateVector;
 use yrs::updates::decoder::Decode;
-use yrs::{ReadTxn, StateVector, Transact};
 
 pub use log::{EntryKind, LogEntry, SetAside};
 
@@ -41,12 +41,18 @@ use self::conn::Conn;
 use self::presence::OwnedPresence;
 use super::frame::{CloseCode, Frame, PROTOCOL_VERSION};
 use super::presence::PresenceEntry;
-use super::shared::{DocError, DocStore, SharedDoc, Snapshot};
+use super::shared::{Applied, DocError, SharedDoc, Snapshot};
 use super::yws::{self, YwsError, YwsMessage};
+use crate::document::DocStore;
 use crate::sync::{Bytes, Config as SyncConfig, Message as SyncMsg, Outgoing};
 
 /// A connection's number, unique in the shell.
 pub type ConnId = u64;
+
+/// The sender of updates the room itself sends everyone in
+/// [`Output::updates`]: held updates that became whole (see
+/// [`SharedDoc::held`]). No connection has this id.
+pub const FROM_ROOM: ConnId = ConnId::MAX;
 
 /// Which protocol a connection speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -135,7 +141,8 @@ pub struct Output {
     /// Replies and other frames for one connection each, in order.
     pub sends: Vec<Send>,
     /// Accepted Yjs updates (v1) and who sent them: every other connection
-    /// gets them (the shell may merge them per receiver).
+    /// gets them (the shell may merge them per receiver). [`FROM_ROOM`]
+    /// sends to everyone.
     pub updates: Vec<(ConnId, Vec<u8>)>,
     /// Changed presence, for every connection.
     pub presence: Option<Broadcast>,
@@ -207,9 +214,9 @@ pub struct Room {
     limits: RoomLimits,
     next_seq: u64,
     batch: Batch,
-    /// yrs held updates pending on missing dependencies after the last
-    /// batch.
-    had_pending: bool,
+    /// Held updates were dropped in this batch: everyone is asked for
+    /// what the document lacks when it ends.
+    ask_everyone: bool,
 }
 
 impl Room {
@@ -244,10 +251,8 @@ impl Room {
             limits,
             next_seq: last + 1,
             batch: Batch::default(),
-            had_pending: false,
+            ask_everyone: false,
         };
-        let mut room = room;
-        room.had_pending = room.pending();
         (room, set_aside)
     }
 
@@ -287,11 +292,9 @@ impl Room {
     }
 
     /// The whole state as a snapshot of the log up to [`Room::last_seq`],
-    /// or `None` while yrs holds updates pending on missing dependencies:
-    /// yrs 0.28 merges pending structs into its state encoding, and the
-    /// merge drops those after a gap (room_sim seed 153 lost three of a
-    /// client's clocks through a snapshot), so the log that holds them must
-    /// stay until they are integrated.
+    /// or `None` while the document holds updates waiting for missing
+    /// dependencies ([`SharedDoc::held`]): a snapshot does not contain
+    /// them, so the log that holds them stays until they are integrated.
     pub fn snapshot(&self) -> Option<(u64, Snapshot)> {
         if self.pending() {
             return None;
@@ -469,9 +472,7 @@ impl Room {
     }
 
     fn pending(&self) -> bool {
-        let txn = self.doc.yrs().transact();
-        let store = txn.store();
-        store.pending_update().is_some() || store.pending_ds().is_some()
+        self.doc.held() > 0
     }
 
     /// Ends the batch: answers the queries it collected, offers CRDT changes
@@ -484,14 +485,8 @@ impl Room {
             return std::mem::take(&mut self.batch);
         }
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
-        // yrs 0.28 can lose structs while it integrates updates that were
-        // pending on missing dependencies (room_sim seed 222: clients held a
-        // struct the room never integrated, and nothing asked for it again).
-        // When the pending updates resolve, the room asks every connection
-        // for what it still lacks — sync step 1 is the server's to send at
-        // any time — so whatever yrs dropped comes back.
-        let pending = self.pending();
-        if std::mem::replace(&mut self.had_pending, pending) && !pending {
+        if std::mem::take(&mut self.ask_everyone) {
+            // Sync step 1 is the server's to send at any time.
             let sv = self.doc.yrs_state_vector();
             for id in &ids {
                 match self.conns.get(id).map(|c| c.protocol) {
@@ -700,9 +695,24 @@ impl Room {
     /// Integrates a Yjs update from `conn`; false if the connection was
     /// closed for it.
     fn accept_update(&mut self, conn: ConnId, update: Vec<u8>) -> bool {
-        match self.doc.apply_yrs_update(&update) {
-            Ok(changed) => {
+        match self.doc.apply_yrs_update_releasing(&update) {
+            Ok(Applied {
+                changed,
+                released,
+                dropped,
+            }) => {
                 self.batch.stats.ops.push("yrs_update");
+                if dropped > 0 {
+                    // What the dropped updates waited for may never come
+                    // unasked; whoever has them sends them again.
+                    self.batch.stats.rejected.push("held_dropped");
+                    self.ask_everyone = true;
+                }
+                // Already stored (when they arrived); whoever joined since
+                // has not seen them.
+                for u in released {
+                    self.batch.output.updates.push((FROM_ROOM, u));
+                }
                 if changed {
                     let seq = self.next_seq;
                     self.next_seq += 1;
@@ -894,6 +904,8 @@ fn yws_refusal(e: &YwsError) -> (&'static str, u16) {
 fn update_refusal(e: &DocError) -> (&'static str, u16) {
     match e {
         DocError::TooDeep(_) => ("too_deep", CloseCode::TOO_NESTED),
+        // The room reloads: everyone reconnects, the sender too.
+        DocError::Panicked => ("yrs_panicked", CloseCode::INTERNAL),
         _ => ("bad_update", CloseCode::BAD_UPDATE),
     }
 }

@@ -1,5 +1,8 @@
-//! The document store: a root map of named values, each able to hold every
-//! dot-based CRDT kind, nested to any depth.
+//! The document model: a root map of named values ([`Value`]), each able to
+//! hold every dot-based CRDT kind, nested to any depth; the [`Atom`]s stored
+//! in sets and registers; and the path helpers that edit and read a value
+//! by its names from the root. [`crate::sync`] replicates it like any other
+//! dot store.
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -140,25 +143,25 @@ pub struct Value {
 /// so that equal values are structurally equal).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
-pub struct Nested(Option<Box<ORMap<String, Value>>>);
+pub struct Nested(Option<Box<DocStore>>);
 
 impl<'de> Deserialize<'de> for Nested {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let inner = Option::<Box<ORMap<String, Value>>>::deserialize(d)?;
+        let inner = Option::<Box<DocStore>>::deserialize(d)?;
         Ok(Nested::from_map(inner.map(|b| *b).unwrap_or_default()))
     }
 }
 
 impl Nested {
     /// The map, if it holds anything.
-    pub fn get(&self) -> Option<&ORMap<String, Value>> {
+    pub fn get(&self) -> Option<&DocStore> {
         self.0.as_deref()
     }
 
     /// Updates the nested map (created if absent).
     pub fn apply<F>(&mut self, cx: &mut CausalContext, f: F) -> Causal<Nested>
     where
-        F: FnOnce(&mut ORMap<String, Value>, &mut CausalContext) -> Causal<ORMap<String, Value>>,
+        F: FnOnce(&mut DocStore, &mut CausalContext) -> Causal<DocStore>,
     {
         let map = self.0.get_or_insert_with(Default::default);
         let delta = f(map, cx);
@@ -172,7 +175,7 @@ impl Nested {
         }
     }
 
-    fn from_map(map: ORMap<String, Value>) -> Self {
+    fn from_map(map: DocStore) -> Self {
         if map.is_bottom() {
             Nested(None)
         } else {
@@ -283,7 +286,7 @@ impl Value {
     /// Updates the nested map.
     pub fn map_apply<F>(&mut self, cx: &mut CausalContext, f: F) -> Causal<Value>
     where
-        F: FnOnce(&mut ORMap<String, Value>, &mut CausalContext) -> Causal<ORMap<String, Value>>,
+        F: FnOnce(&mut DocStore, &mut CausalContext) -> Causal<DocStore>,
     {
         Value::wrap(self.map.apply(cx, f), |v, s| v.map = s)
     }
@@ -329,14 +332,18 @@ impl DotStore for Value {
     }
 }
 
+/// Named values: the store under a document's causal context, and the
+/// shape of every nested map.
+pub type DocStore = ORMap<String, Value>;
+
 /// A replicated document: named values under one causal context.
-pub type Document = Causal<ORMap<String, Value>>;
+pub type Document = Causal<DocStore>;
 
 /// Applies `f` to the value at `path` (created on the way if absent) and
 /// returns the document-level delta. An empty path does nothing.
 ///
 /// ```
-/// use neuroplex_core::sync::{apply_at, Atom, Document};
+/// use neuroplex_core::document::{apply_at, Atom, Document};
 /// use neuroplex_core::ReplicaId;
 /// let me = ReplicaId::new(9);
 /// let mut doc = Document::new();
@@ -354,13 +361,13 @@ where
 }
 
 /// [`apply_at`] at the store level, for use inside a mutator (such as
-/// [`Replica::mutate`](super::Replica::mutate)).
+/// [`Replica::mutate`](crate::sync::Replica::mutate)).
 pub fn apply_in<F>(
-    map: &mut ORMap<String, Value>,
+    map: &mut DocStore,
     cx: &mut CausalContext,
     path: &[String],
     f: F,
-) -> Causal<ORMap<String, Value>>
+) -> Causal<DocStore>
 where
     F: FnOnce(&mut Value, &mut CausalContext) -> Causal<Value>,
 {
@@ -380,11 +387,7 @@ pub fn remove_at(doc: &mut Document, path: &[String]) -> Document {
 }
 
 /// [`remove_at`] at the store level, for use inside a mutator.
-pub fn remove_in(
-    map: &mut ORMap<String, Value>,
-    cx: &mut CausalContext,
-    path: &[String],
-) -> Causal<ORMap<String, Value>> {
+pub fn remove_in(map: &mut DocStore, cx: &mut CausalContext, path: &[String]) -> Causal<DocStore> {
     match path {
         [] => Causal::new(),
         [key] => map.remove(key),
