@@ -2,26 +2,40 @@
 //! and hostile clients, disconnects, slow consumers and relay restarts.
 //!
 //! Each seed builds a room with 2–20 clients: honest clients of both
-//! protocols — y-websocket clients (a yrs document speaking the y-websocket
-//! protocol, as an unmodified Yjs client does) and native clients (a
-//! `SharedDoc` driven by `ClientSession`, as the Rust client and the npm
-//! package are), mixed in a proportion drawn per seed — editing a text and
-//! a map (native clients also CRDT values: a counter and a set) and
-//! announcing presence, and hostile clients that each try one attack from
-//! docs/PROTOCOL.md's list. Frames
-//! travel through per-connection queues delivered in random order of
-//! connections (some clients are slow: they read rarely); clients disconnect
-//! and come back at random points; the relay restarts from exactly what it
-//! stored (its log and snapshot, written only when a batch commits). At the
-//! end every honest client reconnects and the network drains. Checked:
-//! - every honest client holds the same text and map as the room, and every
-//!   native client the room's CRDT values;
-//! - a relay restarted from storage holds the same (nothing persisted, and
+//! protocols, mixed in a proportion drawn per seed (most seeds mix them,
+//! some have one kind only), and hostile clients that each try one attack
+//! from docs/PROTOCOL.md's list, on either protocol.
+//! - y-websocket clients: a yrs document speaking the y-websocket
+//!   protocol, as an unmodified Yjs client does, editing a text and a map
+//!   and announcing awareness;
+//! - native clients: a `SharedDoc` driven by a `ClientSession`, as the
+//!   Rust client and the npm package drive theirs, editing the same text
+//!   and map (local yrs transactions, queued with `queue_yrs`) and CRDT
+//!   values (a counter and its reset, a multi-value register and its
+//!   removal, a set, flags in a nested map), flushing, and setting
+//!   presence.
+//!
+//! Frames travel through per-connection queues delivered in random order
+//! of connections (some clients are slow: they read rarely); clients
+//! disconnect and come back at random points (a native session is stopped
+//! and started again, as its shells do); the relay restarts from exactly
+//! what it stored (its log and snapshot, written only when a batch
+//! commits). At the end every honest client reconnects and the network
+//! drains. Checked:
+//! - every honest client holds the same text and map as the room;
+//! - every native client holds the room's CRDT state (values and causal
+//!   context), and its session ends online and synced (nothing queued, no
+//!   delta unacknowledged, every Yjs update it sent reported durable);
+//! - a relay restarted from storage holds the same text, map and CRDT
+//!   state, at every restart and at the end (nothing persisted, and
 //!   nothing any client saw, is lost);
 //! - every honest client sees every other honest client's own presence
 //!   state, across protocols (no spoofed name, nobody missing);
-//! - every hostile connection was closed with its documented code, and no
-//!   honest connection was ever closed with a 44xx code.
+//! - every hostile connection was closed with its documented code (a
+//!   read-only one stays open, and a native one is told 4403), nothing a
+//!   read-only connection wrote reached the document, and no honest
+//!   connection of either kind was ever closed with a 44xx code (nor did
+//!   an honest native client refuse a frame of the relay's).
 //!
 //! `make test` runs 200 seeds; `NEUROPLEX_SEEDS=n` runs more, and
 //! `NEUROPLEX_SEED=s` replays one.
@@ -35,12 +49,12 @@ use neuroplex_core::ReplicaId;
 use neuroplex_core::doc::room::{EntryKind, LogEntry, Output};
 use neuroplex_core::doc::yws;
 use neuroplex_core::doc::{
-    ClientSession, CloseCode, ConnId, Frame, Hold, PresenceClock, PresenceEntry, PresenceMap,
-    Protocol, Room, RoomLimits, SessionOutput, SharedDoc, Snapshot,
+    ClientSession, CloseCode, ConnId, Frame, Hold, PROTOCOL_VERSION, PresenceClock, PresenceEntry,
+    PresenceMap, Protocol, Room, RoomLimits, SessionOutput, SharedDoc, Snapshot,
 };
-use neuroplex_core::document::{Atom, Value, apply_in};
+use neuroplex_core::document::{Atom, Document, Value, apply_at, apply_in, remove_in};
 use neuroplex_core::sim::Rng;
-use neuroplex_core::sync::{Bytes, Config};
+use neuroplex_core::sync::{Bytes, Config, Message, Payload};
 use yrs::types::ToJson;
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
@@ -70,7 +84,8 @@ enum Attack {
     ClaimedCount,
     /// A state vector claiming far more clients than its bytes hold.
     ClaimedStateVector,
-    /// Awareness entries for honest clients' ids, with higher clocks.
+    /// Awareness entries for honest clients' ids (of both protocols), with
+    /// higher clocks.
     Spoof,
     /// A presence state over the size bound.
     BigPresence,
@@ -81,10 +96,17 @@ enum Attack {
     /// A read-only connection that writes (dropped, not closed) and sets
     /// its own presence (allowed).
     ReadOnlyWriter,
+    /// Native: after its hello, a frame whose length prefix claims far more
+    /// than it holds (the bytes of a Yjs update, or presence entries).
+    NativeClaimedLength,
+    /// Native: a read-only connection that writes text and a CRDT value
+    /// (refused with an `Error` frame 4403, not closed) and sets its own
+    /// presence (allowed).
+    NativeReadOnlyWriter,
 }
 
 impl Attack {
-    const ALL: [Attack; 11] = [
+    const ALL: [Attack; 13] = [
         Attack::DeepUpdate,
         Attack::DeepPresence,
         Attack::QueryFlood,
@@ -96,6 +118,8 @@ impl Attack {
         Attack::ManyIds,
         Attack::BadUpdate,
         Attack::ReadOnlyWriter,
+        Attack::NativeClaimedLength,
+        Attack::NativeReadOnlyWriter,
     ];
 
     /// The close code the attack must end with; `None`: it stays open (its
@@ -104,15 +128,24 @@ impl Attack {
         match self {
             Attack::DeepUpdate | Attack::DeepPresence => Some(CloseCode::TOO_NESTED),
             Attack::QueryFlood | Attack::Step1Flood | Attack::ManyIds => Some(CloseCode::TOO_MANY),
-            Attack::ClaimedCount | Attack::ClaimedStateVector => Some(CloseCode::MALFORMED),
+            Attack::ClaimedCount | Attack::ClaimedStateVector | Attack::NativeClaimedLength => {
+                Some(CloseCode::MALFORMED)
+            }
             Attack::BigPresence => Some(CloseCode::TOO_LARGE),
             Attack::BadUpdate => Some(CloseCode::BAD_UPDATE),
-            Attack::Spoof | Attack::ReadOnlyWriter => None,
+            Attack::Spoof | Attack::ReadOnlyWriter | Attack::NativeReadOnlyWriter => None,
         }
     }
 
     fn writable(self) -> bool {
-        self != Attack::ReadOnlyWriter
+        !matches!(self, Attack::ReadOnlyWriter | Attack::NativeReadOnlyWriter)
+    }
+
+    fn native(self) -> bool {
+        matches!(
+            self,
+            Attack::NativeClaimedLength | Attack::NativeReadOnlyWriter
+        )
     }
 }
 
@@ -161,7 +194,13 @@ const RELAY_PEER: u64 = 0;
 
 enum Role {
     Honest(YjsClient),
-    Hostile { attack: Attack, id: u64, done: bool },
+    Hostile {
+        attack: Attack,
+        id: u64,
+        done: bool,
+        /// `Error` frames 4403 received on the current connection.
+        read_only_errors: usize,
+    },
 }
 
 struct Client {
@@ -237,7 +276,7 @@ impl World {
     fn new(seed: u64) -> World {
         let mut rng = Rng::new(seed);
         let n_honest = rng.range(2, 13) as usize;
-        let n_hostile = rng.range(0, 21 - n_honest as u64).min(8) as usize;
+        let n_hostile = rng.range(0, 20 - n_honest as u64).min(8) as usize;
         // Most seeds mix both protocols; some are all one kind.
         let p_native = *rng.pick(&[0.0, 0.3, 0.5, 0.7, 1.0]).expect("shares");
         let mut clients = Vec::new();
@@ -256,6 +295,7 @@ impl World {
                     attack,
                     id: (1 << 50) | ((seed & 0xffff_ffff) << 6) | ((h as u64) << 3),
                     done: false,
+                    read_only_errors: 0,
                 },
                 conn: None,
             });
@@ -322,9 +362,16 @@ impl World {
                 y.presence = PresenceMap::new();
                 true
             }
-            Role::Hostile { attack, done, .. } => {
+            Role::Hostile {
+                attack,
+                done,
+                read_only_errors,
+                ..
+            } => {
                 // Each connection makes its attack once.
                 *done = false;
+                *read_only_errors = 0;
+                conn.native = attack.native();
                 attack.writable()
             }
         };
@@ -391,7 +438,7 @@ impl World {
             Some(n) => {
                 n.session.queue_yrs(update);
                 if (r >> 40) % 2 == 0 {
-                    crdt_edit(n, r >> 41);
+                    crdt_edit(n, &y.name, r >> 41);
                 }
                 n.with(|s, d, _| s.flush(d))
             }
@@ -449,6 +496,7 @@ impl World {
             attack,
             id: me,
             done,
+            ..
         } = &mut self.clients[c].role
         else {
             return;
@@ -495,17 +543,40 @@ impl World {
                 .map(|k| yws::awareness(&[entry(*me + k, 1, "{}")]))
                 .collect(),
             Attack::BadUpdate => vec![yws::update(&[9, 9, 9, 9, 9, 9])],
-            Attack::ReadOnlyWriter => {
-                let d = yrs::Doc::with_client_id(*me & ((1 << 53) - 1));
-                let t = d.get_or_insert_text("notes");
-                let u = {
-                    let mut txn = d.transact_mut();
-                    t.insert(&mut txn, 0, "READONLY");
-                    txn.encode_update_v1()
+            Attack::ReadOnlyWriter => vec![
+                yws::update(&read_only_update(*me)),
+                yws::awareness(&[entry(*me, 1, "{\"name\":\"viewer\"}")]),
+            ],
+            Attack::NativeClaimedLength => {
+                // `YrsUpdate` (3) claiming 2^40 bytes of update, or
+                // `Presence` (5) claiming 2^40 entries; nothing follows.
+                let mut f = vec![1u8, if *me & 8 == 0 { 3 } else { 5 }];
+                put_var(&mut f, 1 << 40);
+                vec![native_hello(*me), f]
+            }
+            Attack::NativeReadOnlyWriter => {
+                let mut store = Document::new();
+                let delta = apply_at(&mut store, &["readonly".to_string()], |v, cx| {
+                    v.set_add(cx, ReplicaId::new(*me), Atom::Str("READONLY".into()))
+                });
+                let delta = Message::Delta {
+                    session: *me,
+                    from: 0,
+                    to: 1,
+                    answer: None,
+                    payload: Payload::seal(&delta, &Config::default()),
                 };
                 vec![
-                    yws::update(&u),
-                    yws::awareness(&[entry(*me, 1, "{\"name\":\"viewer\"}")]),
+                    native_hello(*me),
+                    Frame::YrsUpdate {
+                        update: Bytes(read_only_update(*me)),
+                    }
+                    .encode(),
+                    Frame::Sync(delta).encode(),
+                    Frame::Presence {
+                        entries: vec![entry(*me, 1, "{\"name\":\"viewer\"}")],
+                    }
+                    .encode(),
                 ]
             }
         };
@@ -625,6 +696,22 @@ impl World {
                     }
                 }
             }
+        } else if let Role::Hostile {
+            read_only_errors, ..
+        } = &mut self.clients[c].role
+        {
+            *read_only_errors += frames
+                .iter()
+                .filter(|f| {
+                    matches!(
+                        Frame::decode(f, usize::MAX),
+                        Ok(Frame::Error {
+                            code: Frame::ERROR_READ_ONLY,
+                            ..
+                        })
+                    )
+                })
+                .count();
         }
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.up.extend(replies);
@@ -672,6 +759,12 @@ impl World {
                 self.disk.log.len()
             );
         }
+        assert!(
+            room.doc().crdt().state() == self.room.doc().crdt().state(),
+            "the restarted room's CRDT state differs from the live one: live {:?}, restored {:?}",
+            self.room.doc().crdt().state(),
+            room.doc().crdt().state()
+        );
         self.room = room;
         self.inbox.clear();
         for c in 0..self.clients.len() {
@@ -808,23 +901,50 @@ fn deep_update(depth: usize) -> Vec<u8> {
     u
 }
 
-/// A native client's edit of its CRDT values: a counter, or a set's
-/// element added or removed.
-fn crdt_edit(n: &mut Native, r: u64) {
+/// A native client's edit of its CRDT values: a counter (and its reset),
+/// a multi-value register (and its removal), a set's element added or
+/// removed, flags in a nested map enabled or disabled.
+fn crdt_edit(n: &mut Native, name: &str, r: u64) {
     let id = n.doc.crdt().id();
-    let tag = Atom::Str(format!("t{}", (r >> 2) % 8));
-    n.doc.crdt_mut().mutate(|m, cx| match r % 3 {
-        0 => apply_in(m, cx, &["count".to_string()], |v: &mut Value, cx| {
-            v.counter_add(cx, id, 1 + ((r >> 2) % 5) as i64)
+    let k = (r >> 3) % 6;
+    let count = ["count".to_string()];
+    let title = ["title".to_string()];
+    let tags = ["tags".to_string()];
+    let flag = ["flags".to_string(), format!("f{}", k % 3)];
+    let tag = Atom::Str(format!("t{k}"));
+    n.doc.crdt_mut().mutate(|m, cx| match r % 8 {
+        0 | 1 => apply_in(m, cx, &count, |v: &mut Value, cx| {
+            v.counter_add(cx, id, k as i64 - 2)
         }),
-        1 => apply_in(m, cx, &["tags".to_string()], |v: &mut Value, cx| {
-            v.set_add(cx, id, tag)
+        2 => apply_in(m, cx, &title, |v: &mut Value, cx| {
+            v.register_write(cx, id, Atom::Str(format!("{name}:{}", r % 1000)))
         }),
-        _ => apply_in(m, cx, &["tags".to_string()], |v: &mut Value, _| {
-            v.set_remove(&tag)
-        }),
+        3 => apply_in(m, cx, &tags, |v: &mut Value, cx| v.set_add(cx, id, tag)),
+        4 => apply_in(m, cx, &tags, |v: &mut Value, _| v.set_remove(&tag)),
+        5 => apply_in(m, cx, &flag, |v: &mut Value, cx| v.flag_enable(cx, id)),
+        6 => apply_in(m, cx, &flag, |v: &mut Value, _| v.flag_disable()),
+        _ if k < 3 => remove_in(m, cx, &title),
+        _ => apply_in(m, cx, &count, |v: &mut Value, _| v.counter_reset()),
     });
     n.session.note_change();
+}
+
+fn native_hello(replica: u64) -> Vec<u8> {
+    Frame::Hello {
+        protocol: PROTOCOL_VERSION,
+        replica,
+        writable: true,
+    }
+    .encode()
+}
+
+/// A yrs update inserting "READONLY" into the text, by client `me`.
+fn read_only_update(me: u64) -> Vec<u8> {
+    let d = yrs::Doc::with_client_id(me & ((1 << 53) - 1));
+    let t = d.get_or_insert_text("notes");
+    let mut txn = d.transact_mut();
+    t.insert(&mut txn, 0, "READONLY");
+    txn.encode_update_v1()
 }
 
 /// An honest y-websocket client's handling of one relay frame; the frames
@@ -965,11 +1085,17 @@ fn check(seed: u64) -> Result<(), String> {
     if content(restored.doc().yrs()) != room {
         return Err("the room restarted from storage lost what clients had".into());
     }
-    // CRDT values: every native client holds the room's, and so does the
-    // room restarted from storage.
-    let crdt = w.room.doc().crdt().state().store();
-    if restored.doc().crdt().state().store() != crdt {
-        return Err("the room restarted from storage lost CRDT changes".into());
+    // CRDT state (values and causal context): every native client holds
+    // the room's, and so does the room restarted from storage.
+    let crdt = w.room.doc().crdt().state();
+    if crdt.store().get(&"readonly".to_string()).is_some() {
+        return Err("a read-only connection's CRDT delta reached the document".into());
+    }
+    if restored.doc().crdt().state() != crdt {
+        return Err(format!(
+            "the room restarted from storage has another CRDT state:\n  restored {:?}\n  room     {crdt:?}",
+            restored.doc().crdt().state()
+        ));
     }
     let mut natives = 0;
     for c in &w.clients {
@@ -980,8 +1106,20 @@ fn check(seed: u64) -> Result<(), String> {
         }) = &c.role
         {
             natives += 1;
-            if n.doc.crdt().state().store() != crdt {
-                return Err(format!("{name}'s CRDT values differ from the room's"));
+            if n.doc.crdt().state() != crdt {
+                return Err(format!(
+                    "{name}'s CRDT state differs from the room's:\n  client {:?}\n  room   {crdt:?}",
+                    n.doc.crdt().state()
+                ));
+            }
+            let s = &n.session;
+            if !s.online() || !s.synced() {
+                return Err(format!(
+                    "{name}'s session did not end synced: online {}, Yjs updates sent {}, saved {}",
+                    s.online(),
+                    s.yrs_sent(),
+                    s.yrs_saved()
+                ));
             }
         }
     }
@@ -1030,7 +1168,12 @@ fn check(seed: u64) -> Result<(), String> {
         }
     }
     for (i, c) in w.clients.iter().enumerate() {
-        if let Role::Hostile { attack, .. } = &c.role {
+        if let Role::Hostile {
+            attack,
+            read_only_errors,
+            ..
+        } = &c.role
+        {
             let closed: Vec<u16> = w.closes[before..]
                 .iter()
                 .filter(|(j, _)| *j == i)
@@ -1049,6 +1192,11 @@ fn check(seed: u64) -> Result<(), String> {
                     ));
                 }
                 _ => {}
+            }
+            if *attack == Attack::NativeReadOnlyWriter && *read_only_errors == 0 {
+                return Err(
+                    "a read-only native connection's writes were not refused with 4403".into(),
+                );
             }
         }
     }
