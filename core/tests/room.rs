@@ -177,3 +177,41 @@ fn a_snapshot_drops_what_waits_and_asks_everyone_for_it() {
     let asks: Vec<_> = out.sends.iter().map(|s| (s.to, s.kind)).collect();
     assert_eq!(asks, [(1, "sync_step1"), (2, "yrs_sync_request")]);
 }
+
+#[test]
+fn overflowing_the_hold_asks_everyone_at_most_once_per_sixteen_batches() {
+    use neuroplex_core::doc::MAX_HELD;
+    use neuroplex_core::doc::room::ASK_EVERY_BATCHES;
+    let mut room = Room::new(1, 2, RoomLimits::default());
+    room.join(1, Protocol::Yjs, true);
+    room.join(2, Protocol::Yjs, true);
+    let _ = room.take_batch().committed();
+    // Each batch: one more update that waits for ever (a new client's
+    // second edit), beyond the hold's bound once it is full.
+    let mut asks = Vec::new();
+    let batches = MAX_HELD as u64 + 3 * ASK_EVERY_BATCHES;
+    for n in 0..batches {
+        let [_, second] = two_edits(1000 + n);
+        room.receive(1, &yws::update(&second));
+        let mut batch = room.take_batch();
+        let _ = batch.take_entries();
+        let out = batch.committed();
+        let step1 = out.sends.iter().filter(|s| s.kind == "sync_step1").count();
+        if step1 > 0 {
+            assert_eq!(step1, 2, "everyone is asked");
+            asks.push(n);
+        }
+    }
+    // Drops from the 33rd update on: asked then, and then every 16 batches.
+    let first = MAX_HELD as u64;
+    let want: Vec<u64> = (0..3).map(|k| first + k * ASK_EVERY_BATCHES).collect();
+    assert_eq!(asks, want);
+    // A round put off is kept: with no more drops, the next one still comes.
+    let _ = room.snapshot();
+    let mut late = 0;
+    for _ in 0..ASK_EVERY_BATCHES {
+        let out = room.take_batch().committed();
+        late += out.sends.iter().filter(|s| s.kind == "sync_step1").count();
+    }
+    assert_eq!(late, 2);
+}

@@ -214,10 +214,21 @@ pub struct Room {
     limits: RoomLimits,
     next_seq: u64,
     batch: Batch,
-    /// Held updates were dropped in this batch: everyone is asked for
-    /// what the document lacks when it ends.
+    /// Held updates were dropped: everyone is asked for what the document
+    /// lacks when a batch ends, at most once every [`ASK_EVERY_BATCHES`].
     ask_everyone: bool,
+    /// Batches ended so far.
+    batches: u64,
+    /// The first batch at whose end everyone may be asked again.
+    next_ask: u64,
 }
+
+/// At most one round of "everyone, send what the room lacks" per this many
+/// batches. A round costs a frame to every connection and an answer from
+/// each; without a bound, one client that keeps overflowing the hold
+/// (tiny updates that can never come in) would make every batch cost the
+/// whole room a round trip. A round put off is kept, not forgotten.
+pub const ASK_EVERY_BATCHES: u64 = 16;
 
 impl Room {
     /// A room restored from what storage holds: a snapshot covering the log
@@ -252,6 +263,8 @@ impl Room {
             next_seq: last + 1,
             batch: Batch::default(),
             ask_everyone: false,
+            batches: 0,
+            next_ask: 0,
         };
         (room, set_aside)
     }
@@ -490,7 +503,10 @@ impl Room {
             return std::mem::take(&mut self.batch);
         }
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
-        if std::mem::take(&mut self.ask_everyone) {
+        self.batches += 1;
+        if self.ask_everyone && self.batches > self.next_ask {
+            self.ask_everyone = false;
+            self.next_ask = self.batches + ASK_EVERY_BATCHES - 1;
             // Sync step 1 is the server's to send at any time.
             let sv = self.doc.yrs_state_vector();
             for id in &ids {
