@@ -18,7 +18,11 @@
 //! - client sections out of order or repeated (every encoder writes each
 //!   client once, highest first; yrs mishandles a repeated one);
 //! - legacy JSON content, which yrs 0.28 cannot decode from its own
-//!   encoding (a stored snapshot holding one would never load again).
+//!   encoding (a stored snapshot holding one would never load again);
+//! - subdocuments (`ContentDoc`): yrs 0.28 never frees a document that
+//!   integrated one (the item keeps a reference to its own document), so
+//!   one ten-byte item would leak the whole room's document at every
+//!   unload or reload.
 //!
 //! It reads every byte at the same offset as yrs, so what it accepts is what
 //! yrs will decode: the walker cannot be tricked into seeing a string where
@@ -57,6 +61,8 @@ pub enum GuardError {
     },
     /// The bytes are not a v1 update (or state vector) as yrs reads it.
     Malformed(&'static str),
+    /// Well-formed, and holding what this guard refuses on purpose.
+    Unsupported(&'static str),
 }
 
 impl fmt::Display for GuardError {
@@ -74,6 +80,7 @@ impl fmt::Display for GuardError {
                 "a count or length of {claimed} exceeds what the remaining {remaining} bytes can hold"
             ),
             GuardError::Malformed(what) => write!(f, "malformed: {what}"),
+            GuardError::Unsupported(what) => write!(f, "not supported: {what}"),
         }
     }
 }
@@ -283,11 +290,15 @@ fn content(r: &mut Reader<'_>, kind: u8, max_depth: usize) -> Result<u32> {
             }
             Ok(len)
         }
-        CONTENT_DOC => {
-            r.string()?; // guid
-            any(r, max_depth)?; // options
-            Ok(1)
-        }
+        // A subdocument. yrs 0.28's integration stores a reference to the
+        // parent document in the item (`ItemContent::Doc(parent, _)`), a
+        // cycle nothing breaks: the parent document, and all it holds, is
+        // never freed (measured: every drop of a document holding one
+        // leaks the whole store). The y-websocket protocol does not sync
+        // subdocuments' contents anyway. Refused.
+        CONTENT_DOC => Err(GuardError::Unsupported(
+            "subdocuments (yrs 0.28 never frees a document that holds one)",
+        )),
         _ => Err(GuardError::Malformed("unknown content kind")),
     }
 }
@@ -728,6 +739,20 @@ mod tests {
         assert!(matches!(
             check_update_v1(&b, MAX_DEPTH),
             Err(GuardError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn subdocuments_are_refused() {
+        use yrs::{Doc, Map, Transact, WriteTxn};
+        let doc = Doc::with_client_id(1);
+        let mut txn = doc.transact_mut();
+        let map = txn.get_or_insert_map("m");
+        map.insert(&mut txn, "sub", Doc::new());
+        let update = txn.encode_update_v1();
+        assert!(matches!(
+            check_update_v1(&update, MAX_DEPTH),
+            Err(GuardError::Unsupported(_))
         ));
     }
 
