@@ -18,7 +18,7 @@ use std::vec::Vec;
 
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
-use yrs::{ReadTxn, StateVector, TransactionMut, Update, WriteTxn};
+use yrs::{ClientID, ReadTxn, StateVector, TransactionMut, Update, WriteTxn};
 
 use super::shared::DocError;
 
@@ -43,6 +43,21 @@ struct Held {
     /// held a struct whose dependencies were all present, waiting for a
     /// clock the document had not reached.)
     at: StateVector,
+    /// For an update held whole for a gap: a client it has a gap in. It
+    /// cannot come in before the document has more of that client, so it
+    /// is not offered again until then — or else every change would cost
+    /// a decode of every such update (at most [`MAX_HELD_BYTES`]), which
+    /// is cheap for a client to arrange.
+    gap: Option<ClientID>,
+}
+
+impl Held {
+    fn ready(&self, sv: &StateVector) -> bool {
+        match &self.gap {
+            Some(client) => sv.get(client) != self.at.get(client),
+            None => self.at != *sv,
+        }
+    }
 }
 
 /// Applies one update and takes what yrs left pending out of yrs, so that
@@ -54,10 +69,11 @@ fn integrate(
     held: &mut Vec<Held>,
 ) -> Result<bool, DocError> {
     let at = txn.state_vector();
-    if has_gap(&update, &at) {
+    if let Some(client) = gap(&update, &at) {
         held.push(Held {
             bytes: update.encode_v1(),
             at,
+            gap: Some(client),
         });
         return Ok(true);
     }
@@ -69,20 +85,22 @@ fn integrate(
         held.push(Held {
             bytes: rest.encode_v1(),
             at,
+            gap: None,
         });
     }
     Ok(false)
 }
 
-/// Whether `update` has structs of a client beyond a hole in what the
-/// document (`sv`) and the update hold of that client. yrs integrates such
+/// A client whose structs in `update` lie beyond a hole in what the
+/// document (`sv`) and the update hold of that client, if any. yrs integrates such
 /// structs after a placeholder for the hole (Yjs does not: it waits), and
 /// a later lookup into the placeholder reads freed or foreign memory
 /// (fuzz target room: a segmentation fault in yrs's `missing_dependency`,
 /// input `core/fuzz/corpus/room/room-yrs-skip-segv`). Such an update
 /// waits until the hole is filled.
-fn has_gap(update: &Update, sv: &StateVector) -> bool {
-    update.insertions(true).iter().any(|(client, ranges)| {
+fn gap(update: &Update, sv: &StateVector) -> Option<ClientID> {
+    let insertions = update.insertions(true);
+    let gapped = insertions.iter().find(|(client, ranges)| {
         let mut ranges: Vec<_> = ranges.iter().collect();
         ranges.sort_by_key(|r| r.start);
         let mut have = sv.get(client);
@@ -91,7 +109,8 @@ fn has_gap(update: &Update, sv: &StateVector) -> bool {
             have = have.max(r.end);
             gap
         })
-    })
+    });
+    gapped.map(|(client, _)| *client)
 }
 
 /// Offers the held updates to yrs again while the document changes;
@@ -104,7 +123,7 @@ fn release(
     loop {
         let sv = txn.state_vector();
         let (ready, waiting): (Vec<Held>, Vec<Held>) =
-            std::mem::take(held).into_iter().partition(|h| h.at != sv);
+            std::mem::take(held).into_iter().partition(|h| h.ready(&sv));
         *held = waiting;
         if ready.is_empty() {
             return Ok(released);
@@ -229,6 +248,34 @@ mod tests {
             let text = doc.get_or_insert_text("t");
             assert_eq!(text.get_string(&doc.transact()), want, "{order:?}");
         }
+    }
+
+    #[test]
+    fn an_update_held_for_a_gap_is_offered_again_only_when_its_client_grows() {
+        let (want, updates) = edits();
+        let doc = yrs::Doc::with_client_id(1);
+        let mut hold = Hold::default();
+        assert!(apply(&doc, &mut hold, &updates[2]).waits);
+        let at = hold.held[0].at.clone();
+        // Another client's edit changes the document, not client 7's part.
+        let other = yrs::Doc::with_client_id(9);
+        let t = other.get_or_insert_text("u");
+        let mut txn = other.transact_mut();
+        t.insert(&mut txn, 0, "z");
+        let unrelated = txn.encode_update_v1();
+        drop(txn);
+        assert!(!apply(&doc, &mut hold, &unrelated).waits);
+        assert_eq!(hold.held[0].at, at, "not offered again");
+        // Client 7's first edit: the second still waits for the hole
+        // between, and is offered again (held anew, at the new state).
+        apply(&doc, &mut hold, &updates[0]);
+        assert_eq!(hold.len(), 1);
+        assert_ne!(hold.held[0].at, at);
+        let released = apply(&doc, &mut hold, &updates[1]).released;
+        assert_eq!(released.len(), 1);
+        assert!(hold.is_empty());
+        let text = doc.get_or_insert_text("t");
+        assert_eq!(text.get_string(&doc.transact()), want);
     }
 
     #[test]
