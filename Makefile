@@ -92,17 +92,20 @@ soak: setup
 	NEUROPLEX_SEEDS=$(SOAK_SYNC_SEEDS) $(CARGO) test --release -p neuroplex-core --all-features --test sync_sim -- --nocapture
 	NEUROPLEX_SEEDS=$(SOAK_BFT_SEEDS) $(CARGO) test --release -p neuroplex-core --all-features --test bft_sim -- --nocapture
 
-# Coverage-guided fuzzing of every decoder (core/fuzz). cargo-fuzz wants a
-# nightly compiler for sanitizers; without one it runs here with no
-# sanitizer (panics and aborts are still caught) on the stable toolchain.
+# Coverage-guided fuzzing of every decoder (core/fuzz), under
+# AddressSanitizer: yrs has unsafe code, and a use-after-free in it reads
+# freed memory silently far more often than it crashes (the doc target's
+# crossed-origins input). RUSTC_BOOTSTRAP lets the stable toolchain build
+# the sanitizer; SANITIZER=none runs faster without it.
+SANITIZER ?= address
 FUZZ_SECONDS ?= 600
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	cd core && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s none decode -- -max_total_time=$(FUZZ_SECONDS)
-	cd core && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s none doc -- -max_total_time=$(FUZZ_SECONDS)
-	cd core && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s none bft_message -- -max_total_time=$(FUZZ_SECONDS)
-	cd core && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s none yjs_update -- -max_total_time=$(FUZZ_SECONDS) -max_len=1048576
-	cd core && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s none room -- -max_total_time=$(FUZZ_SECONDS) -max_len=1048576
+	cd core && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s $(SANITIZER) decode -- -max_total_time=$(FUZZ_SECONDS)
+	cd core && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s $(SANITIZER) doc -- -max_total_time=$(FUZZ_SECONDS)
+	cd core && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s $(SANITIZER) bft_message -- -max_total_time=$(FUZZ_SECONDS)
+	cd core && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s $(SANITIZER) yjs_update -- -max_total_time=$(FUZZ_SECONDS) -max_len=1048576
+	cd core && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s $(SANITIZER) room -- -max_total_time=$(FUZZ_SECONDS) -max_len=1048576
 
 # Builds the relay and serves the demo (NEUROPLEX_LISTEN and NEUROPLEX_DATA
 # choose the address and the data directory). Ctrl-C stops it gracefully.

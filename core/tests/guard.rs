@@ -731,3 +731,29 @@ fn base64(text: &str) -> Vec<u8> {
     }
     out
 }
+
+/// Found by the `doc` fuzz target (52.7M runs): an item whose left origin
+/// is in a map type's list and whose right origin is in one of that type's
+/// entries, in an update that also deletes the type. yrs 0.28 links the
+/// item into both chains, frees the type at garbage collection while an
+/// item still points at it, and reads freed memory (AddressSanitizer: a
+/// heap use-after-free; without it a later encode segfaulted about one
+/// process in three). Refused before yrs sees it, and the document stays
+/// usable.
+#[test]
+fn an_item_with_origins_in_two_sequences_is_refused() {
+    let update = include_bytes!("inputs/yrs-crossed-origins.bin");
+    // Well-formed: only the sequence check refuses it.
+    assert_eq!(check_update_v1(update, MAX_DEPTH), Ok(()));
+    let mut doc = SharedDoc::new(ReplicaId::new(1), 1, 1, Config::default());
+    match doc.apply_yrs_update(update) {
+        Err(DocError::BadYrsEncoding(why)) => {
+            assert!(why.contains("two different sequences"), "{why}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(doc.yrs_state_vector(), vec![0], "nothing was integrated");
+    let mut copy = SharedDoc::new(ReplicaId::new(2), 2, 2, Config::default());
+    copy.apply_yrs_update(&doc.snapshot().yrs)
+        .expect("the document still encodes");
+}

@@ -961,9 +961,9 @@ fn yjs_client_receive(y: &mut YjsClient, frame: &[u8]) -> Vec<Vec<u8>> {
                 out.push(yws::sync_step2(&diff));
             }
             yws::YwsMessage::SyncStep2(u) | yws::YwsMessage::Update(u) => {
-                let u = Update::decode_v1(&u).expect("relay update");
+                let decoded = Update::decode_v1(&u).expect("relay update");
                 y.hold
-                    .apply(&mut y.doc.transact_mut(), u)
+                    .apply(&mut y.doc.transact_mut(), &u, decoded)
                     .expect("relay update applies");
             }
             yws::YwsMessage::Awareness(entries) => {

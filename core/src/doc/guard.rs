@@ -131,6 +131,65 @@ const MIN_MAP_ENTRY: u64 = 2; // key length, value tag
 /// `max_depth` bounds every `Any` value and JSON string ([`MAX_DEPTH`] is the
 /// protocol's limit).
 pub fn check_update_v1(bytes: &[u8], max_depth: usize) -> core::result::Result<(), GuardError> {
+    walk_update_v1(bytes, max_depth, |_| {})
+}
+
+/// An item id as the v1 encoding writes it: (client, clock).
+pub type RawId = (u64, u32);
+
+/// The parent an item names when it has no origins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawParent<'a> {
+    /// A root type, by name.
+    Root(&'a str),
+    /// A nested type, by the id of the item that holds it.
+    Item(RawId),
+}
+
+/// One struct of an update, as [`structs_v1`] reads it: where it sits in
+/// the document, without its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawStruct<'a> {
+    /// The client whose clock it occupies.
+    pub client: u64,
+    /// Its first clock.
+    pub clock: u32,
+    /// How many clocks it occupies (never 0: yrs drops empty items).
+    pub len: u32,
+    /// `None` for a GC or skip block.
+    pub item: Option<RawItem<'a>>,
+}
+
+/// An item's neighbours at insertion and its parent (see [`RawStruct`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawItem<'a> {
+    /// The left origin.
+    pub origin: Option<RawId>,
+    /// The right origin.
+    pub right_origin: Option<RawId>,
+    /// The parent, written only when the item has neither origin.
+    pub parent: Option<RawParent<'a>>,
+    /// The map key, written only with a parent.
+    pub parent_sub: Option<&'a str>,
+}
+
+/// The structs of one Yjs update (v1), checked as [`check_update_v1`]
+/// checks them, in the order they are encoded (clients highest first, each
+/// client's clocks ascending and contiguous).
+pub fn structs_v1(
+    bytes: &[u8],
+    max_depth: usize,
+) -> core::result::Result<Vec<RawStruct<'_>>, GuardError> {
+    let mut out = Vec::new();
+    walk_update_v1(bytes, max_depth, |s| out.push(s))?;
+    Ok(out)
+}
+
+fn walk_update_v1<'a>(
+    bytes: &'a [u8],
+    max_depth: usize,
+    mut visit: impl FnMut(RawStruct<'a>),
+) -> core::result::Result<(), GuardError> {
     let mut r = Reader::new(bytes);
     let clients = r.count_u32(MIN_CLIENT_SECTION)?;
     let mut previous: Option<u64> = None;
@@ -148,7 +207,15 @@ pub fn check_update_v1(bytes: &[u8], max_depth: usize) -> core::result::Result<(
         previous = Some(client);
         let mut clock = r.var_u32()?;
         for _ in 0..blocks {
-            let len = block(&mut r, max_depth)?;
+            let (len, item) = block(&mut r, max_depth)?;
+            if len > 0 {
+                visit(RawStruct {
+                    client,
+                    clock,
+                    len,
+                    item,
+                });
+            }
             // yrs adds each block's length to the clock in u32 arithmetic.
             clock = clock
                 .checked_add(len)
@@ -210,9 +277,10 @@ pub fn check_json_depth(text: &str, max_depth: usize) -> core::result::Result<()
     Ok(())
 }
 
-/// One struct (`Update::decode_block`): returns the length yrs adds to the
-/// client's clock (0 for an item yrs drops because its content is empty).
-fn block(r: &mut Reader<'_>, max_depth: usize) -> Result<u32> {
+/// One struct (`Update::decode_block`): the length yrs adds to the
+/// client's clock (0 for an item yrs drops because its content is empty),
+/// and the item's place (`None` for a GC or skip block).
+fn block<'a>(r: &mut Reader<'a>, max_depth: usize) -> Result<(u32, Option<RawItem<'a>>)> {
     let info = r.u8()?;
     match info {
         BLOCK_SKIP | BLOCK_GC => {
@@ -220,29 +288,35 @@ fn block(r: &mut Reader<'_>, max_depth: usize) -> Result<u32> {
             if len == 0 {
                 return Err(GuardError::Malformed("a GC or skip block of length 0"));
             }
-            Ok(len)
+            Ok((len, None))
         }
         _ => {
             let has_origin = info & HAS_ORIGIN != 0;
             let has_right = info & HAS_RIGHT_ORIGIN != 0;
+            let mut item = RawItem {
+                origin: None,
+                right_origin: None,
+                parent: None,
+                parent_sub: None,
+            };
             if has_origin {
-                r.id()?;
+                item.origin = Some(r.id()?);
             }
             if has_right {
-                r.id()?;
+                item.right_origin = Some(r.id()?);
             }
             // Without origins the item names its parent (and maybe a key).
             if !has_origin && !has_right {
-                if r.var_u32()? == 1 {
-                    r.string()?; // a root type's name
+                item.parent = Some(if r.var_u32()? == 1 {
+                    RawParent::Root(r.string()?)
                 } else {
-                    r.id()?; // the parent item's id
-                }
+                    RawParent::Item(r.id()?)
+                });
                 if info & HAS_PARENT_SUB != 0 {
-                    r.string()?;
+                    item.parent_sub = Some(r.string()?);
                 }
             }
-            content(r, info & 0b1111, max_depth)
+            Ok((content(r, info & 0b1111, max_depth)?, Some(item)))
         }
     }
 }
@@ -323,7 +397,7 @@ fn weak_link(r: &mut Reader<'_>) -> Result<()> {
         if unbounded && root {
             r.string().map(drop)
         } else {
-            r.id()
+            r.id().map(drop)
         }
     };
     scope(r, flags & WEAK_START_UNBOUNDED != 0)?;
@@ -522,10 +596,8 @@ impl<'a> Reader<'a> {
     }
 
     /// An item id: client (53 bits), clock (u32).
-    fn id(&mut self) -> Result<()> {
-        self.client()?;
-        self.var_u32()?;
-        Ok(())
+    fn id(&mut self) -> Result<RawId> {
+        Ok((self.client()?, self.var_u32()?))
     }
 
     /// A length-prefixed byte string (the length is a u32 varint).

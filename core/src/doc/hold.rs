@@ -13,6 +13,7 @@
 //! waits for has arrived. yrs then never holds pending updates, and never
 //! merges two of them.
 
+use std::format;
 use std::string::ToString;
 use std::vec::Vec;
 
@@ -20,6 +21,8 @@ use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{ClientID, ReadTxn, StateVector, TransactionMut, Update, WriteTxn};
 
+use super::guard;
+use super::sequence::Sequences;
 use super::shared::DocError;
 
 /// At most this many updates wait for missing dependencies, holding at most
@@ -60,23 +63,34 @@ impl Held {
     }
 }
 
-/// Applies one update and takes what yrs left pending out of yrs, so that
-/// yrs never merges pending updates. True if the whole update waits,
-/// unseen by yrs.
+/// Applies one update (`bytes`, decoded as `update`) and takes what yrs
+/// left pending out of yrs, so that yrs never merges pending updates. True
+/// if the whole update waits, unseen by yrs. An update with an item whose
+/// origins lie in two sequences is refused before yrs sees it (see
+/// [`super::sequence`]).
 fn integrate(
     txn: &mut TransactionMut<'_>,
+    bytes: &[u8],
     update: Update,
     held: &mut Vec<Held>,
+    sequences: &mut Sequences,
 ) -> Result<bool, DocError> {
     let at = txn.state_vector();
     if let Some(client) = gap(&update, &at) {
         held.push(Held {
-            bytes: update.encode_v1(),
+            bytes: bytes.to_vec(),
             at,
             gap: Some(client),
         });
         return Ok(true);
     }
+    let structs = guard::structs_v1(bytes, guard::MAX_DEPTH)?;
+    let plan = sequences.plan(&structs, &at).map_err(|c| {
+        DocError::BadYrsEncoding(format!(
+            "item {}#{} has its left and right origins in two different sequences",
+            c.item.0, c.item.1
+        ))
+    })?;
     txn.apply_update(update)
         .map_err(|e| DocError::YrsRejected(e.to_string()))?;
     // One pending part, or a pending update and a delete set (a struct-free
@@ -84,10 +98,11 @@ fn integrate(
     if let Some(rest) = txn.prune_pending() {
         held.push(Held {
             bytes: rest.encode_v1(),
-            at,
+            at: at.clone(),
             gap: None,
         });
     }
+    sequences.record(plan, &at, &txn.state_vector());
     Ok(false)
 }
 
@@ -114,25 +129,35 @@ fn gap(update: &Update, sv: &StateVector) -> Option<ClientID> {
 }
 
 /// Offers the held updates to yrs again while the document changes;
-/// returns those that let something in.
+/// returns those that let something in, and how many were dropped because
+/// yrs or the sequence check refused them once their dependencies came.
 fn release(
     txn: &mut yrs::TransactionMut<'_>,
     held: &mut Vec<Held>,
-) -> Result<Vec<Vec<u8>>, DocError> {
+    sequences: &mut Sequences,
+) -> (Vec<Vec<u8>>, usize) {
     let mut released = Vec::new();
+    let mut refused = 0;
     loop {
         let sv = txn.state_vector();
         let (ready, waiting): (Vec<Held>, Vec<Held>) =
             std::mem::take(held).into_iter().partition(|h| h.ready(&sv));
         *held = waiting;
         if ready.is_empty() {
-            return Ok(released);
+            return (released, refused);
         }
         for h in ready {
-            let update =
-                Update::decode_v1(&h.bytes).map_err(|e| DocError::YrsRejected(e.to_string()))?;
+            let Ok(update) = Update::decode_v1(&h.bytes) else {
+                refused += 1;
+                continue;
+            };
             let at = txn.state_vector();
-            integrate(txn, update, held)?;
+            // Refused now, it would be refused at every later offer: it
+            // goes, and the update that let it be offered still counts.
+            if integrate(txn, &h.bytes, update, held, sequences).is_err() {
+                refused += 1;
+                continue;
+            }
             if txn.state_vector() != at {
                 released.push(h.bytes);
             }
@@ -146,7 +171,7 @@ pub struct HoldOutcome {
     /// Held updates (v1) that let something in, wholly or in part.
     pub released: Vec<Vec<u8>>,
     /// Held updates dropped to keep within [`MAX_HELD`] and
-    /// [`MAX_HELD_BYTES`].
+    /// [`MAX_HELD_BYTES`], or refused when offered again.
     pub dropped: usize,
     /// The update itself waits whole, unseen by yrs (it has a gap): until
     /// it is released, peers have no use for it either — and a peer whose
@@ -158,6 +183,9 @@ pub struct HoldOutcome {
 #[derive(Default)]
 pub struct Hold {
     held: Vec<Held>,
+    /// The sequence of every struct integrated through this hold, which
+    /// is every struct yrs integrates here (see [`super::sequence`]).
+    sequences: Sequences,
 }
 
 impl Hold {
@@ -181,18 +209,18 @@ impl Hold {
         self.held.iter().map(|h| h.bytes.len()).sum()
     }
 
-    /// Applies `update` in `txn`, keeps what waits, and offers what was
-    /// waiting again while the document changes. Beyond the bounds the
-    /// oldest held updates are dropped: whoever sent them still has them,
-    /// and sends them again when asked (sync step 1).
+    /// Applies `update` (v1 `bytes`, decoded) in `txn`, keeps what waits,
+    /// and offers what was waiting again while the document changes.
+    /// Beyond the bounds the oldest held updates are dropped: whoever sent
+    /// them still has them, and sends them again when asked (sync step 1).
     pub fn apply(
         &mut self,
         txn: &mut TransactionMut<'_>,
+        bytes: &[u8],
         update: Update,
     ) -> Result<HoldOutcome, DocError> {
-        let waits = integrate(txn, update, &mut self.held)?;
-        let released = release(txn, &mut self.held)?;
-        let mut dropped = 0;
+        let waits = integrate(txn, bytes, update, &mut self.held, &mut self.sequences)?;
+        let (released, mut dropped) = release(txn, &mut self.held, &mut self.sequences);
         while self.held.len() > MAX_HELD || self.bytes() > MAX_HELD_BYTES {
             self.held.remove(0);
             dropped += 1;
@@ -226,7 +254,7 @@ mod tests {
 
     fn apply(doc: &yrs::Doc, hold: &mut Hold, bytes: &[u8]) -> HoldOutcome {
         let mut txn = doc.transact_mut();
-        hold.apply(&mut txn, Update::decode_v1(bytes).unwrap())
+        hold.apply(&mut txn, bytes, Update::decode_v1(bytes).unwrap())
             .unwrap()
     }
 

@@ -16,6 +16,7 @@ pub mod guard;
 pub mod hold;
 mod presence;
 pub mod room;
+pub mod sequence;
 mod session;
 mod shared;
 pub mod yws;

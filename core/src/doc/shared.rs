@@ -224,7 +224,7 @@ impl SharedDoc {
                     let have = before.get(client);
                     ranges.iter().all(|r| r.end <= have)
                 });
-            let outcome = held.apply(&mut txn, decoded)?;
+            let outcome = held.apply(&mut txn, update, decoded)?;
             Ok(Applied {
                 changed: !known,
                 released: outcome.released,
