@@ -4,6 +4,8 @@
 //! allocation the input does not justify.
 #![cfg(feature = "yrs")]
 
+mod crafted;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -756,4 +758,28 @@ fn an_item_with_origins_in_two_sequences_is_refused() {
     let mut copy = SharedDoc::new(ReplicaId::new(2), 2, 2, Config::default());
     copy.apply_yrs_update(&doc.snapshot().yrs)
         .expect("the document still encodes");
+}
+
+#[test]
+fn a_hand_built_crossing_is_refused_and_its_one_sequence_twin_is_not() {
+    for client in [1, 0xBAD, (1 << 53) - 1] {
+        let crossed = crafted::crossed_update(client, true);
+        // yrs reads it as a valid update; only the sequence check refuses.
+        Update::decode_v1(&crossed).expect("yrs decodes it");
+        assert_eq!(check_update_v1(&crossed, MAX_DEPTH), Ok(()));
+        let mut doc = SharedDoc::new(ReplicaId::new(7), 7, 7, Config::default());
+        match doc.apply_yrs_update(&crossed) {
+            Err(DocError::BadYrsEncoding(why)) => {
+                assert!(why.contains("two different sequences"), "{why}")
+            }
+            other => panic!("client {client}: expected a refusal, got {other:?}"),
+        }
+        assert_eq!(doc.yrs_state_vector(), vec![0], "nothing was integrated");
+        // Without the right origin the item is in one sequence: accepted.
+        doc.apply_yrs_update(&crafted::crossed_update(client, false))
+            .expect("one sequence");
+        let mut copy = SharedDoc::new(ReplicaId::new(8), 8, 8, Config::default());
+        copy.apply_yrs_update(&doc.snapshot().yrs)
+            .expect("the document encodes");
+    }
 }

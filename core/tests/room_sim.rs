@@ -41,10 +41,12 @@
 //! `NEUROPLEX_SEED=s` replays one.
 #![cfg(feature = "yrs")]
 
+mod crafted;
 mod seeds;
 
 use std::collections::{BTreeMap, VecDeque};
 
+use crafted::put_var;
 use neuroplex_core::ReplicaId;
 use neuroplex_core::doc::room::{EntryKind, LogEntry, Output};
 use neuroplex_core::doc::yws;
@@ -93,6 +95,9 @@ enum Attack {
     ManyIds,
     /// Bytes that are not a Yjs update.
     BadUpdate,
+    /// An update whose item has its origins in two sequences of one type
+    /// (its list and a map entry), and which deletes the type.
+    CrossedOrigins,
     /// A read-only connection that writes (dropped, not closed) and sets
     /// its own presence (allowed).
     ReadOnlyWriter,
@@ -106,7 +111,7 @@ enum Attack {
 }
 
 impl Attack {
-    const ALL: [Attack; 13] = [
+    const ALL: [Attack; 14] = [
         Attack::DeepUpdate,
         Attack::DeepPresence,
         Attack::QueryFlood,
@@ -117,6 +122,7 @@ impl Attack {
         Attack::BigPresence,
         Attack::ManyIds,
         Attack::BadUpdate,
+        Attack::CrossedOrigins,
         Attack::ReadOnlyWriter,
         Attack::NativeClaimedLength,
         Attack::NativeReadOnlyWriter,
@@ -132,7 +138,7 @@ impl Attack {
                 Some(CloseCode::MALFORMED)
             }
             Attack::BigPresence => Some(CloseCode::TOO_LARGE),
-            Attack::BadUpdate => Some(CloseCode::BAD_UPDATE),
+            Attack::BadUpdate | Attack::CrossedOrigins => Some(CloseCode::BAD_UPDATE),
             Attack::Spoof | Attack::ReadOnlyWriter | Attack::NativeReadOnlyWriter => None,
         }
     }
@@ -543,6 +549,7 @@ impl World {
                 .map(|k| yws::awareness(&[entry(*me + k, 1, "{}")]))
                 .collect(),
             Attack::BadUpdate => vec![yws::update(&[9, 9, 9, 9, 9, 9])],
+            Attack::CrossedOrigins => vec![yws::update(&crafted::crossed_update(*me, true))],
             Attack::ReadOnlyWriter => vec![
                 yws::update(&read_only_update(*me)),
                 yws::awareness(&[entry(*me, 1, "{\"name\":\"viewer\"}")]),
@@ -860,18 +867,6 @@ fn entry(client: u64, clock: u32, state: &str) -> PresenceEntry {
         client,
         clock,
         state: Some(state.into()),
-    }
-}
-
-fn put_var(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
     }
 }
 

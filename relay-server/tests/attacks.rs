@@ -642,3 +642,35 @@ async fn an_update_beyond_a_gap_waits_until_it_can_be_used() {
     s.after(attack).await;
     drop(ws);
 }
+
+/// An update whose item has its left origin in a type's list and its right
+/// origin in one of that type's map entries, and which deletes the type
+/// (found by the `doc` fuzz target): yrs 0.28 links the item into both
+/// chains and, once the type is garbage-collected, an item points at freed
+/// memory (AddressSanitizer: heap use-after-free in a later squash; without
+/// it a later encode may crash the process). The room refuses it before
+/// yrs sees it (`doc::Sequences`): the sender gets 4422, the relay lives,
+/// the room keeps encoding for new clients, and nothing of it reaches the
+/// others, as a live update or as sync step 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_with_origins_in_two_sequences_is_refused() {
+    let metrics = format!("127.0.0.1:{}", support::free_port());
+    let mut s = Scene::start("crossing", &["--metrics-listen", &metrics]).await;
+    let bytes = include_bytes!("../../core/tests/inputs/yrs-crossed-origins.bin");
+    for (n, (attack, sub)) in [("crossing-step2", 1), ("crossing-update", 2)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut ws = s.attacker("yjs").await;
+        let code = send_and_close_code(&mut ws, vec![sync_frame(sub, bytes)]).await;
+        eprintln!("attack {attack}: close {code:?}");
+        s.expect_close(attack, code, CloseCode::BAD_UPDATE).await;
+        assert_eq!(rejected(&metrics, "bad_update"), (n + 1) as f64);
+        s.after(attack).await;
+        // The room still encodes its whole document: a newcomer gets it.
+        let fresh = YjsPeer::connect(&s.relay, &s.room, "fresh", None).await;
+        let want = s.a.text();
+        fresh.wait("the room's text", |p| p.text() == want).await;
+        assert_eq!(fresh.closed(), None);
+    }
+}
