@@ -52,49 +52,61 @@ impl Default for Liveness {
 /// Watches one connection until it is closed: pings it when silent, closes
 /// it when it stays silent or its token expires. Never returns: run it
 /// beside the reader, which ends once a close is requested.
+///
+/// One timer serves both deadlines: every connection's task holds this
+/// future for its whole life, and a timer is the bulk of its size.
 pub async fn watch(
     out: &Outbox,
     metrics: &Metrics,
     liveness: Option<Liveness>,
     expires: Option<Instant>,
 ) {
-    let expiry = async {
-        match expires {
-            Some(at) => tokio::time::sleep_until(at).await,
-            None => std::future::pending().await,
-        }
-        metrics.rejected("token_expired_open");
-        tracing::info!("closing a connection: its token expired");
-        out.close(TOKEN_EXPIRED, "the token expired: get a new one", true);
-    };
-    let silence = async {
-        let Some(l) = liveness else {
-            return std::future::pending().await;
+    // When the ping went out, while its answer is awaited.
+    let mut pinged: Option<Instant> = None;
+    loop {
+        let check = liveness.map(|l| match pinged {
+            None => out.last_heard() + l.interval,
+            Some(at) => at + l.timeout,
+        });
+        let wake = match (check, expires) {
+            (Some(c), Some(e)) => Some(c.min(e)),
+            (c, e) => c.or(e),
         };
-        loop {
-            let heard = out.last_heard();
-            tokio::time::sleep_until(heard + l.interval).await;
-            if out.last_heard() > heard {
-                continue;
+        match wake {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => break,
+        }
+        let now = Instant::now();
+        if expires.is_some_and(|e| now >= e) {
+            metrics.rejected("token_expired_open");
+            tracing::info!("closing a connection: its token expired");
+            out.close(TOKEN_EXPIRED, "the token expired: get a new one", true);
+            break;
+        }
+        let Some(l) = liveness else { continue };
+        match pinged {
+            // Heard from since the timer was set: wait a new interval.
+            None if out.last_heard() + l.interval > now => {}
+            None => {
+                pinged = Some(now);
+                out.ping();
             }
-            let pinged = Instant::now();
-            out.ping();
-            tokio::time::sleep_until(pinged + l.timeout).await;
+            Some(at) if now < at + l.timeout => {}
             // The clock of `last_heard` counts whole milliseconds: an
             // answer in the ping's millisecond counts.
-            if out.last_heard() + Duration::from_millis(1) <= pinged {
+            Some(at) if out.last_heard() + Duration::from_millis(1) <= at => {
+                metrics.rejected("ping_timeout");
+                tracing::info!("closing a connection that answers nothing");
+                out.close(
+                    CloseCode::PING_TIMEOUT,
+                    "no answer to ping: reconnect",
+                    false,
+                );
                 break;
             }
+            Some(_) => pinged = None,
         }
-        metrics.rejected("ping_timeout");
-        tracing::info!("closing a connection that answers nothing");
-        out.close(
-            CloseCode::PING_TIMEOUT,
-            "no answer to ping: reconnect",
-            false,
-        );
-    };
-    tokio::join!(expiry, silence);
+    }
     std::future::pending::<()>().await;
 }
 
@@ -207,6 +219,32 @@ mod tests {
         let watcher = watch(&out, &metrics, None, Some(at));
         tokio::select! {
             _ = watcher => unreachable!(),
+            _ = out.wait_closing() => {}
+        }
+        assert_eq!(out.closing().unwrap().code, TOKEN_EXPIRED);
+        assert!(Instant::now() >= at);
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn pings_go_on_until_the_token_expires() {
+        let out = outbox();
+        let metrics = Metrics::new();
+        let l = Liveness {
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+        };
+        let at = Instant::now() + Duration::from_secs(31);
+        let watcher = watch(&out, &metrics, Some(l), Some(at));
+        tokio::pin!(watcher);
+        for _ in 0..2 {
+            tokio::select! {
+                _ = &mut watcher => unreachable!(),
+                _ = tokio::time::sleep(Duration::from_secs(12)) => {}
+            }
+            out.heard();
+        }
+        tokio::select! {
+            _ = &mut watcher => unreachable!(),
             _ = out.wait_closing() => {}
         }
         assert_eq!(out.closing().unwrap().code, TOKEN_EXPIRED);
