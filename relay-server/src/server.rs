@@ -299,11 +299,14 @@ impl Relay {
             self.metrics.clone(),
             self.config.queue_max_age,
         ));
-        match self
-            .rooms
-            .join(&room, id, access.rights.can_write(), out.clone())
-            .await
-        {
+        // Boxed, as is the drain below: a future is as large as its largest
+        // state, and these two states are brief, while the connection's
+        // task lives as long as the connection.
+        let joining = Box::pin(
+            self.rooms
+                .join(&room, id, access.rights.can_write(), out.clone()),
+        );
+        match joining.await {
             Ok(tx) => {
                 let member = Membership::new(id, tx.clone(), out.clone());
                 let watchdog = lifecycle::watch(&out, &self.metrics, self.config.liveness, expires);
@@ -343,7 +346,7 @@ impl Relay {
                 }
             }
         };
-        let _ = tokio::time::timeout(CLOSE_HANDSHAKE, drain).await;
+        let _ = Box::pin(tokio::time::timeout(CLOSE_HANDSHAKE, drain)).await;
         let _ = writer.await;
     }
 
