@@ -43,8 +43,37 @@ pub struct FanOut {
 
 impl FanOut {
     /// Plans the fan-out of `updates` (accepted, in order, with their
-    /// senders).
+    /// senders). Merging and cutting run yrs over client bytes: should yrs
+    /// panic on them, each update goes out on its own instead.
     pub fn plan(updates: &[(ConnId, Vec<u8>)]) -> FanOut {
+        std::panic::catch_unwind(|| Self::plan_merged(updates)).unwrap_or_else(|_| {
+            tracing::error!("yrs panicked merging a batch's updates; sending them one by one");
+            Self::unmerged(updates)
+        })
+    }
+
+    /// Every update as it came: everyone gets all of them, a sender all
+    /// but its own.
+    fn unmerged(updates: &[(ConnId, Vec<u8>)]) -> FanOut {
+        let shared: Vec<(ConnId, SharedUpdate)> = updates
+            .iter()
+            .map(|(id, u)| (*id, SharedUpdate::new(u.clone())))
+            .collect();
+        let everyone = shared.iter().map(|(_, u)| u.clone()).collect();
+        let mut senders = HashMap::new();
+        for (id, _) in &shared {
+            senders.entry(*id).or_insert_with(|| {
+                shared
+                    .iter()
+                    .filter(|(s, _)| s != id)
+                    .map(|(_, u)| u.clone())
+                    .collect()
+            });
+        }
+        FanOut { everyone, senders }
+    }
+
+    fn plan_merged(updates: &[(ConnId, Vec<u8>)]) -> FanOut {
         let mut by_sender: Vec<(ConnId, Vec<&[u8]>)> = Vec::new();
         for (id, u) in updates {
             match by_sender.iter_mut().find(|(s, _)| s == id) {
@@ -393,6 +422,15 @@ mod tests {
         let got: Vec<&[u8]> = plan.for_conn(12).iter().map(|u| u.as_slice()).collect();
         let with_own: Vec<&[u8]> = own.iter().chain(got.iter()).copied().collect();
         assert_eq!(state(&with_own), state(&all));
+    }
+
+    #[test]
+    fn unmerged_updates_converge_too() {
+        // What the relay sends when yrs panics merging a batch.
+        let updates = batch();
+        let plan = FanOut::unmerged(&updates);
+        check(&updates, &plan);
+        assert_eq!(plan.for_conn(999).len(), updates.len());
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! Each loaded room runs as one task ([`crate::room_task`]).
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use neuroplex_core::doc::yws::YwsMessage;
 use neuroplex_core::doc::{ConnId, Frame, RoomLimits};
 use tokio::sync::{mpsc, oneshot};
@@ -158,7 +160,17 @@ impl Rooms {
         let me = self.clone();
         let name = room.to_owned();
         let task = tokio::spawn(async move {
-            room_task(me.clone(), name.clone(), rx).await;
+            let ended = AssertUnwindSafe(room_task(me.clone(), name.clone(), rx))
+                .catch_unwind()
+                .await;
+            if ended.is_err() {
+                // Its connections were closed as it unwound (see
+                // room_task::Conns); the next join loads the room again.
+                let mut rooms = me.rooms.lock().expect("rooms lock");
+                if rooms.get(&name).is_some_and(|tx| tx.is_closed()) {
+                    rooms.remove(&name);
+                }
+            }
             me.metrics.room_unloaded();
         });
         let mut tasks = self.tasks.lock().expect("tasks lock");

@@ -8,7 +8,9 @@
 //! in the core room; this task keeps the channel, the storage writer, the
 //! timers and the sockets (outboxes). A panic while handling a batch is
 //! caught: the room's connections are closed with a reconnect code and the
-//! room reloads from storage on the next join.
+//! room reloads from storage on the next join. A panic anywhere else in the
+//! task (sending, compacting) ends it the same way: unwinding drops
+//! [`Conns`], which closes every connection with that code.
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -32,10 +34,46 @@ struct RoomTask {
     rooms: Arc<Rooms>,
     room: Room,
     /// The sockets of the room's connections.
-    conns: BTreeMap<ConnId, Arc<Outbox>>,
+    conns: Conns,
     log_entries: usize,
     log_bytes: usize,
     compacting: Arc<AtomicBool>,
+}
+
+/// The sockets of a room's connections. Dropped while its task unwinds
+/// from a panic, it closes every one with a reconnect code, so that their
+/// clients come back to the room loaded again rather than stay attached
+/// to a task that is gone.
+struct Conns {
+    map: BTreeMap<ConnId, Arc<Outbox>>,
+    room: String,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for Conns {
+    fn drop(&mut self) {
+        if !std::thread::panicking() || self.map.is_empty() {
+            return;
+        }
+        self.metrics.rejected("room_panicked");
+        tracing::error!(room = ?self.room, "the room's task panicked; its connections reconnect to it reloaded");
+        for out in self.map.values() {
+            out.close(CloseCode::INTERNAL, "the room is reloading", false);
+        }
+    }
+}
+
+impl std::ops::Deref for Conns {
+    type Target = BTreeMap<ConnId, Arc<Outbox>>;
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl std::ops::DerefMut for Conns {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.map
+    }
 }
 
 fn protocol(endpoint: Endpoint) -> Protocol {
@@ -76,7 +114,11 @@ async fn load(rooms: &Arc<Rooms>, name: &str) -> Result<RoomTask, String> {
         name: name.to_owned(),
         rooms: rooms.clone(),
         room,
-        conns: BTreeMap::new(),
+        conns: Conns {
+            map: BTreeMap::new(),
+            room: name.to_owned(),
+            metrics: rooms.metrics.clone(),
+        },
         log_entries: stored.entries.len(),
         log_bytes: stored.log_bytes(),
         compacting: Default::default(),
@@ -284,7 +326,7 @@ impl RoomTask {
     fn fan_out_updates(&self, updates: &[(ConnId, Vec<u8>)], metrics: &Metrics) {
         let plan = FanOut::plan(updates);
         let (mut count, mut bytes) = (0, 0);
-        for (id, out) in &self.conns {
+        for (id, out) in self.conns.iter() {
             for u in plan.for_conn(*id) {
                 count += 1;
                 bytes += u.len() as u64;
@@ -296,7 +338,7 @@ impl RoomTask {
 
     fn close_all(&mut self, code: u16, reason: &str, drain: bool) {
         self.room.close_all();
-        for (_, out) in std::mem::take(&mut self.conns) {
+        for (_, out) in std::mem::take(&mut self.conns.map) {
             out.close(code, reason, drain);
         }
     }
@@ -341,5 +383,49 @@ impl RoomTask {
             }
             flag.store(false, Ordering::Release);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_panic_in_the_task_closes_every_connection_to_reconnect() {
+        let metrics = Arc::new(Metrics::new());
+        let outs: Vec<Arc<Outbox>> = (0..2)
+            .map(|_| Arc::new(Outbox::new(Endpoint::Yjs, 1 << 20, Duration::from_secs(30))))
+            .collect();
+        let conns = Conns {
+            map: outs
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(i, o)| (i as ConnId, o))
+                .collect(),
+            room: "r".into(),
+            metrics: metrics.clone(),
+        };
+        let unwound = catch_unwind(AssertUnwindSafe(move || {
+            let _conns = conns;
+            panic!("a bug while sending");
+        }));
+        assert!(unwound.is_err());
+        for out in &outs {
+            assert_eq!(out.closing().unwrap().code, CloseCode::INTERNAL);
+        }
+        assert!(metrics.render().contains(r#"reason="room_panicked"} 1"#));
+    }
+
+    #[test]
+    fn an_ordinary_end_closes_nothing() {
+        let out = Arc::new(Outbox::new(Endpoint::Yjs, 1 << 20, Duration::from_secs(30)));
+        drop(Conns {
+            map: [(1, out.clone())].into(),
+            room: "r".into(),
+            metrics: Arc::new(Metrics::new()),
+        });
+        assert!(out.closing().is_none());
     }
 }
