@@ -71,6 +71,41 @@ fn one_answer_per_query_kind_per_batch() {
 }
 
 #[test]
+fn replies_beyond_the_connection_s_budget_close_it_as_a_slow_consumer() {
+    let limits = RoomLimits {
+        max_reply_bytes: 4 << 10,
+        ..RoomLimits::default()
+    };
+    let mut room = Room::new(1, 2, limits);
+    let stored = |room: &mut Room| {
+        let mut batch = room.take_batch();
+        let _ = batch.take_entries();
+        batch.committed()
+    };
+    room.join(1, Protocol::Yjs, true);
+    room.join(2, Protocol::Yjs, true);
+    room.receive(1, &yws::update(&edit(5, &"x".repeat(3 << 10))));
+    let _ = stored(&mut room);
+    // A reply of 3 KiB fits the budget of 4 KiB.
+    let step1 = yws::sync_step1(&[0]);
+    room.receive(2, &step1);
+    let out = room.take_batch().committed();
+    assert_eq!(out.sends.len(), 1);
+    assert!(out.closes.is_empty());
+    // Once the document is 5 KiB, the reply does not: the connection is
+    // closed, and nothing of the reply goes to it.
+    room.receive(1, &yws::update(&edit(6, &"y".repeat(2 << 10))));
+    let _ = stored(&mut room);
+    room.receive(2, &step1);
+    let batch = room.take_batch();
+    assert!(batch.stats().rejected.contains(&"slow_consumer"));
+    let out = batch.committed();
+    assert!(out.sends.iter().all(|s| s.to != 2));
+    assert_eq!(out.closes[0].conn, 2);
+    assert_eq!(out.closes[0].code, CloseCode::SLOW_CONSUMER);
+}
+
+#[test]
 #[should_panic(expected = "only after its entries are stored")]
 fn nothing_leaves_before_the_commit() {
     let mut room = Room::new(1, 2, RoomLimits::default());

@@ -56,7 +56,12 @@ pub struct ServeArgs {
     /// Largest message accepted, in bytes.
     #[arg(long, env = "NEUROPLEX_MAX_MESSAGE_BYTES", default_value_t = 16 << 20)]
     pub max_message_bytes: usize,
-    /// Bytes queued for one connection before it is a slow consumer.
+    /// Largest presence (awareness) state one client may set, in bytes of
+    /// JSON; a larger one closes its connection with 4413.
+    #[arg(long, env = "NEUROPLEX_MAX_PRESENCE_BYTES", default_value_t = 64 << 10)]
+    pub max_presence_bytes: usize,
+    /// Bytes queued for one connection before it is a slow consumer (the
+    /// replies one batch owes a connection are held to it too).
     #[arg(long, env = "NEUROPLEX_QUEUE_MAX_BYTES", default_value_t = 64 << 20)]
     pub queue_max_bytes: usize,
     /// Seconds the oldest queued message may wait before its connection is

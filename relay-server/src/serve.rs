@@ -15,6 +15,7 @@ use crate::registry::RoomConfig;
 use crate::server::{Relay, ServerConfig};
 use crate::storage::Storage;
 use crate::token::Secret;
+use neuroplex_core::doc::RoomLimits;
 
 /// Why `serve` could not start (printed, then the process exits non-zero).
 #[derive(Debug)]
@@ -47,10 +48,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         )));
     }
     let origins = OriginPolicy::new(secret.is_some(), &args.allow_origin).map_err(ServeError)?;
-    let (storage, writer) = Storage::open(&args.data).map_err(|e| ServeError(e.to_string()))?;
+    // Before the data directory is created: a refused start leaves nothing
+    // inside the served site.
     if let Some(site) = &args.static_dir {
         crate::static_files::check_data_outside(&args.data, site).map_err(ServeError)?;
     }
+    let (storage, writer) = Storage::open(&args.data).map_err(|e| ServeError(e.to_string()))?;
     let metrics_listener = metrics_listener(&args, secret.is_some())?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
@@ -77,6 +80,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             idle_timeout: Duration::from_secs(args.idle_secs),
             max_message_bytes: args.max_message_bytes,
             compact_entries: args.compact_entries,
+            limits: RoomLimits {
+                max_presence_bytes: args.max_presence_bytes,
+                // Replies are charged against the same bound as the
+                // connection's queue, while the batch builds them.
+                max_reply_bytes: args.queue_max_bytes,
+                ..RoomLimits::default()
+            },
             ..RoomConfig::default()
         },
         queue_max_bytes: args.queue_max_bytes,

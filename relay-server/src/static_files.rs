@@ -36,11 +36,10 @@ pub fn has_dot_segment(path: &str) -> bool {
 /// Refuses a data directory inside the static one (after resolving both,
 /// symbolic links included). Call once both exist.
 pub fn check_data_outside(data: &Path, static_dir: &Path) -> Result<(), String> {
-    let resolve = |p: &Path| {
-        p.canonicalize()
-            .map_err(|e| format!("cannot resolve {}: {e}", p.display()))
-    };
-    let (data_c, static_c) = (resolve(data)?, resolve(static_dir)?);
+    let static_c = static_dir
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve {}: {e}", static_dir.display()))?;
+    let data_c = resolve_to_be(data)?;
     if data_c.starts_with(&static_c) {
         return Err(format!(
             "the data directory {} is inside --static {}: the database would be served to anyone. \
@@ -50,6 +49,32 @@ pub fn check_data_outside(data: &Path, static_dir: &Path) -> Result<(), String> 
         ));
     }
     Ok(())
+}
+
+/// `path` absolute, links resolved, for a path that need not exist yet
+/// (the data directory is checked before it is created): its nearest
+/// existing ancestor resolved, the missing rest appended.
+fn resolve_to_be(path: &Path) -> Result<PathBuf, String> {
+    let cannot = |e: &dyn std::fmt::Display| format!("cannot resolve {}: {e}", path.display());
+    let absolute = std::path::absolute(path).map_err(|e| cannot(&e))?;
+    let mut missing = Vec::new();
+    let mut at = absolute.as_path();
+    loop {
+        match at.canonicalize() {
+            Ok(mut resolved) => {
+                resolved.extend(missing.iter().rev());
+                return Ok(resolved);
+            }
+            Err(e) => {
+                // `..` in the missing part cannot be resolved without it.
+                let (Some(name), Some(parent)) = (at.file_name(), at.parent()) else {
+                    return Err(cannot(&e));
+                };
+                missing.push(name);
+                at = parent;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -84,5 +109,12 @@ mod tests {
         let elsewhere = dir.path().join("data");
         std::fs::create_dir_all(&elsewhere).unwrap();
         assert!(check_data_outside(&elsewhere, &site).is_ok());
+        // Directories not created yet are checked too.
+        assert!(check_data_outside(&site.join("new/data"), &site).is_err());
+        assert!(check_data_outside(&dir.path().join("new/data"), &site).is_ok());
+        // A link into the site is inside it.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&site, &link).unwrap();
+        assert!(check_data_outside(&link.join("fresh"), &site).is_err());
     }
 }

@@ -190,6 +190,30 @@ async fn nesting_a_million_levels_deep_is_refused() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_presence_bound_is_a_flag() {
+    let mut s = Scene::start("presence-flag", &["--max-presence-bytes", "1024"]).await;
+    // Under the bound: the state is shown and the connection stays.
+    let mut ws = s.attacker("yjs").await;
+    ws.send(WsMessage::Binary(
+        awareness_frame(0xA11, 1, &big_state(512)).into(),
+    ))
+    .await
+    .unwrap();
+    s.b.wait("bob sees the 512-byte state", |b| {
+        b.presence_of(0xA11).is_some_and(|p| p.contains("attacker"))
+    })
+    .await;
+    s.after("presence-512").await;
+    // Over it (2 KiB, far below the default of 64 KiB): closed with 4413.
+    let code =
+        send_and_close_code(&mut ws, vec![awareness_frame(0xA11, 2, &big_state(2048))]).await;
+    eprintln!("attack presence-over-flag: close {code:?}");
+    s.expect_close("presence-over-flag", code, CloseCode::TOO_LARGE)
+        .await;
+    s.after("presence-over-flag").await;
+}
+
 /// A JSON state of about `bytes` bytes.
 fn big_state(bytes: usize) -> String {
     format!(

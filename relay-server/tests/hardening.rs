@@ -512,6 +512,7 @@ async fn dotfiles_are_not_served_and_data_may_not_be_inside_static() {
         assert_eq!(relay.http(hidden).0, 404, "{hidden}");
     }
 
+    // A data directory not created yet: the refusal leaves nothing behind.
     let inside = site.join("data");
     let (status, err) = run_to_exit(
         &[
@@ -527,6 +528,11 @@ async fn dotfiles_are_not_served_and_data_may_not_be_inside_static() {
     );
     assert!(!status.success());
     assert!(err.contains("inside --static"), "{err}");
+    assert!(
+        !inside.exists(),
+        "a refused start created {}",
+        inside.display()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
