@@ -46,7 +46,8 @@ fuzz_target!(|data: &[u8]| {
     install_hook();
     let mut room = fresh();
     // Frames: [conn selector][len: u16 LE][bytes]...; a short tail is one
-    // last frame of whatever remains.
+    // last frame of whatever remains, and the length 0xFFFF means all the
+    // rest (so one frame may be as large as the input: up to 1 MiB).
     let mut rest = data;
     while !rest.is_empty() {
         let conn = u64::from(rest[0] % 4);
@@ -54,7 +55,11 @@ fuzz_target!(|data: &[u8]| {
         let (frame, tail) = if rest.len() >= 2 {
             let len = usize::from(u16::from_le_bytes([rest[0], rest[1]]));
             let body = &rest[2..];
-            body.split_at(len.min(body.len()))
+            if len == usize::from(u16::MAX) {
+                (body, &[][..])
+            } else {
+                body.split_at(len.min(body.len()))
+            }
         } else {
             (rest, &[][..])
         };
