@@ -106,6 +106,56 @@ fn replies_beyond_the_connection_s_budget_close_it_as_a_slow_consumer() {
 }
 
 #[test]
+fn a_native_connection_gets_one_answer_per_query_kind_per_batch() {
+    use neuroplex_core::CausalContext;
+    use neuroplex_core::doc::{Frame, PROTOCOL_VERSION};
+    use neuroplex_core::sync::{Bytes, Message};
+    let mut room = Room::new(1, 2, RoomLimits::default());
+    room.join(2, Protocol::Yjs, true);
+    room.receive(2, &yws::update(&edit(5, "some text")));
+    let mut batch = room.take_batch();
+    let _ = batch.take_entries();
+    let _ = batch.committed();
+    room.join(1, Protocol::Native, true);
+    let hello = Frame::Hello {
+        protocol: PROTOCOL_VERSION,
+        replica: 42,
+        writable: true,
+    };
+    room.receive(1, &hello.encode());
+    let _ = room.take_batch().committed();
+    // Ten of each query kind in one batch: Yjs state vectors and CRDT sync
+    // requests.
+    let yrs_query = Frame::YrsSyncRequest {
+        state_vector: Bytes(vec![0]),
+    }
+    .encode();
+    let crdt_query = Frame::Sync(Message::SyncRequest {
+        session: 9,
+        context: CausalContext::default(),
+        reply: false,
+    })
+    .encode();
+    for _ in 0..10 {
+        room.receive(1, &yrs_query);
+        room.receive(1, &crdt_query);
+    }
+    let out = room.take_batch().committed();
+    assert!(out.closes.is_empty());
+    let mut kinds: Vec<_> = out
+        .sends
+        .iter()
+        .filter(|s| s.to == 1)
+        .map(|s| s.kind)
+        .collect();
+    let all = kinds.len();
+    kinds.sort_unstable();
+    kinds.dedup();
+    assert_eq!(all, kinds.len(), "one answer per kind: {kinds:?}");
+    assert!(all >= 1, "the Yjs query was answered");
+}
+
+#[test]
 #[should_panic(expected = "only after its entries are stored")]
 fn nothing_leaves_before_the_commit() {
     let mut room = Room::new(1, 2, RoomLimits::default());

@@ -524,6 +524,51 @@ describe('sync by hand', () => {
     assert.equal(d.counter('c').value(), 3);
   });
 
+  test('an update nested a million levels deep throws, not traps', () => {
+    // A Yjs update written by hand: map "m", key "k" = [[[ ... null ... ]]]
+    // (ContentAny), `depth` arrays deep; wrapped as a neuroplex state with
+    // no CRDT part. yrs decodes such values recursively: in wasm a stack
+    // overflow is a trap, so the guard must refuse it first.
+    const varint = (n) => {
+      const out = [];
+      while (n >= 0x80) {
+        out.push((n & 0x7f) | 0x80);
+        n = Math.floor(n / 128);
+      }
+      out.push(n);
+      return out;
+    };
+    const deepUpdate = (depth) => {
+      const u = [1, 1, ...varint(0xbad), 0, 8 | 0x20, 1, 1, 109, 1, 107, 1];
+      for (let i = 0; i < depth; i++) u.push(117, 1);
+      u.push(126, 0);
+      return u;
+    };
+    const version = new Doc().encodeState()[0];
+    const state = (depth) => {
+      const yrs = deepUpdate(depth);
+      return Uint8Array.from([version, 0, ...varint(yrs.length), ...yrs]);
+    };
+    // The same bytes, shallow, are a valid state.
+    const d = new Doc();
+    d.applyUpdate(state(3));
+    const before = d.encodeState();
+    for (const depth of [200, 1_000_000]) {
+      let err;
+      try {
+        d.applyUpdate(state(depth));
+      } catch (e) {
+        err = e;
+      }
+      assert.ok(err, `depth ${depth} was applied`);
+      assert.equal(err instanceof WebAssembly.RuntimeError, false, `not a trap: ${err.message}`);
+      assert.match(err.message, /nests \d+ levels deep/);
+      assert.deepEqual(d.encodeState(), before, 'unchanged');
+    }
+    d.text('t').insert(0, 'still usable');
+    assert.equal(d.text('t').toString(), 'still usable');
+  });
+
   test('free() and handles', () => {
     const d = new Doc();
     const t = d.text('t');

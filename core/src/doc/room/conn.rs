@@ -1,4 +1,4 @@
-//! What the room knows of one connection.
+//! A connection: its number, and what the room knows of it.
 
 use std::collections::BTreeSet;
 
@@ -6,6 +6,11 @@ use yrs::StateVector;
 
 use super::Protocol;
 use crate::sync::Message as SyncMsg;
+
+/// A connection's number, unique in the shell. Its own small item here,
+/// so that the shell's modules (fan-out, registry, room task) name
+/// connections without depending on one another.
+pub type ConnId = u64;
 
 /// One connection's protocol state, and the queries it asked in the
 /// current batch (answered once, at its end).

@@ -38,6 +38,7 @@ use yrs::updates::decoder::Decode;
 pub use log::{EntryKind, LogEntry, SetAside};
 
 use self::conn::Conn;
+pub use self::conn::ConnId;
 use self::presence::OwnedPresence;
 use super::frame::{CloseCode, Frame, PROTOCOL_VERSION};
 use super::presence::PresenceEntry;
@@ -45,9 +46,6 @@ use super::shared::{Applied, DocError, SharedDoc, Snapshot};
 use super::yws::{self, YwsError, YwsMessage};
 use crate::document::DocStore;
 use crate::sync::{Bytes, Config as SyncConfig, Message as SyncMsg, Outgoing};
-
-/// A connection's number, unique in the shell.
-pub type ConnId = u64;
 
 /// The sender of updates the room itself sends everyone in
 /// [`Output::updates`]: held updates that became whole (see
