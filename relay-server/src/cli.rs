@@ -24,6 +24,18 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Print a capability token for a room (on the last line).
     Token(TokenArgs),
+    /// Write a validator node key (DIR/node.key, DIR/node.pub) and print
+    /// its public key.
+    Keygen(KeygenArgs),
+}
+
+/// `neuroplex-relay keygen`.
+#[derive(Debug, Args, Clone)]
+pub struct KeygenArgs {
+    /// Directory to write node.key (0600) and node.pub into; an existing
+    /// node.key is never overwritten.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// `neuroplex-relay serve`.
@@ -50,6 +62,13 @@ pub struct ServeArgs {
     /// TLS private key (PEM).
     #[arg(long, env = "NEUROPLEX_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Join the validator group this file lists (TOML, see PROTOCOL.md);
+    /// needs --node-key.
+    #[arg(long, env = "NEUROPLEX_VALIDATORS", requires = "node_key")]
+    pub validators: Option<PathBuf>,
+    /// This validator's key, as `keygen` wrote it (node.key).
+    #[arg(long, env = "NEUROPLEX_NODE_KEY", requires = "validators")]
+    pub node_key: Option<PathBuf>,
     /// Allow listening beyond loopback without a secret.
     #[arg(long, env = "NEUROPLEX_INSECURE")]
     pub insecure: bool,

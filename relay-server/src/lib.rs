@@ -12,6 +12,7 @@ pub mod cli;
 pub mod client;
 mod datadir;
 mod fanout;
+pub mod group;
 mod health;
 mod lifecycle;
 mod limits;

@@ -22,6 +22,16 @@ fn main() -> std::process::ExitCode {
                 std::process::ExitCode::from(2)
             }
         },
+        Command::Keygen(args) => match neuroplex_relay::group::keygen(&args.out) {
+            Ok(public) => {
+                println!("{public}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("neuroplex-relay keygen: {e}");
+                std::process::ExitCode::from(2)
+            }
+        },
         Command::Serve(args) => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

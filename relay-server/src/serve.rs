@@ -34,6 +34,35 @@ impl std::error::Error for ServeError {}
 /// counts and timings, nobody's business outside).
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9787";
 
+/// Checks that this relay is a member of the group `file` lists. The group
+/// protocol does not run yet (see `crate::group`), so a member refuses to
+/// start after the checks rather than serve as a validator that orders
+/// nothing.
+fn join_group(
+    file: &std::path::Path,
+    node_key: Option<&std::path::Path>,
+) -> Result<(), ServeError> {
+    let validators = crate::group::Validators::load(file).map_err(ServeError)?;
+    let key_file = node_key.ok_or_else(|| ServeError("--validators needs --node-key".into()))?;
+    let key = crate::group::NodeKey::load(key_file).map_err(ServeError)?;
+    let Some(index) = validators.index_of(&key.public()) else {
+        return Err(ServeError(format!(
+            "this relay's public key {} (from {}) is not in the validators file {}: \
+             it is not a member of that group",
+            key.public_hex(),
+            key_file.display(),
+            file.display()
+        )));
+    };
+    Err(ServeError(format!(
+        "this relay is validator {index} of {} (f = {}) in {}, but this build does not run \
+         the validator group yet; start it without --validators",
+        validators.members().len(),
+        validators.f(),
+        file.display()
+    )))
+}
+
 /// Runs the relay until SIGTERM or Ctrl-C.
 pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let secret = match &args.secret_file {
@@ -46,6 +75,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
              Give --secret-file, listen on a loopback address, or pass --insecure.",
             args.listen
         )));
+    }
+    if let Some(file) = &args.validators {
+        join_group(file, args.node_key.as_deref())?;
     }
     let origins = OriginPolicy::new(secret.is_some(), &args.allow_origin).map_err(ServeError)?;
     // Before the data directory is created: a refused start leaves nothing

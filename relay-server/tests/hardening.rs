@@ -578,3 +578,72 @@ async fn room_names_with_control_characters_are_refused() {
         101
     );
 }
+
+/// `keygen` and `serve --validators`: a relay whose key is not in the file
+/// refuses to start, saying so; a member is named by its place in the file
+/// (and, as the group protocol does not run yet, told so).
+#[test]
+fn a_relay_whose_key_is_not_in_the_validators_file_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut keys = Vec::new();
+    for i in 0..5 {
+        let out = dir.path().join(format!("node{i}"));
+        let (status, err) = run_to_exit(&["keygen", "--out", out.to_str().unwrap()], LONG);
+        assert!(status.success(), "{err}");
+        keys.push(
+            std::fs::read_to_string(out.join("node.pub"))
+                .unwrap()
+                .trim()
+                .to_owned(),
+        );
+    }
+    // keygen never overwrites a key.
+    let node0 = dir.path().join("node0");
+    let (status, err) = run_to_exit(&["keygen", "--out", node0.to_str().unwrap()], LONG);
+    assert!(!status.success());
+    assert!(err.contains("never overwritten"), "{err}");
+    // A group of the first four.
+    let file = dir.path().join("validators.toml");
+    let text: String = keys[..4]
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            format!(
+                "[[validator]]\npublic_key = \"{k}\"\nquic = \"127.0.0.1:{}\"\nurl = \"ws://127.0.0.1:{}\"\n\n",
+                7100 + i,
+                8100 + i
+            )
+        })
+        .collect();
+    std::fs::write(&file, text).unwrap();
+    let serve = |node: usize| {
+        let key = dir.path().join(format!("node{node}/node.key"));
+        run_to_exit(
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--data",
+                dir.path().join(format!("data{node}")).to_str().unwrap(),
+                "--validators",
+                file.to_str().unwrap(),
+                "--node-key",
+                key.to_str().unwrap(),
+            ],
+            LONG,
+        )
+    };
+    let (status, err) = serve(4);
+    assert!(!status.success());
+    assert!(
+        err.contains(&keys[4]) && err.contains("is not in the validators file"),
+        "{err}"
+    );
+    let (status, err) = serve(2);
+    assert!(!status.success());
+    assert!(err.contains("validator 2 of 4 (f = 1)"), "{err}");
+    // --validators needs --node-key.
+    let (status, err) = run_to_exit(&["serve", "--validators", file.to_str().unwrap()], LONG);
+    assert!(!status.success());
+    assert!(err.contains("--node-key"), "{err}");
+}
