@@ -56,6 +56,7 @@ pub mod crdt;
 #[cfg(feature = "yrs")]
 pub mod doc;
 pub mod document;
+pub mod ordered;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod sync;
