@@ -12,26 +12,8 @@ fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
-        Command::Token(args) => match neuroplex_relay::serve::print_token(&args) {
-            Ok(token) => {
-                println!("{token}");
-                std::process::ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("neuroplex-relay token: {e}");
-                std::process::ExitCode::from(2)
-            }
-        },
-        Command::Keygen(args) => match neuroplex_relay::group::keygen(&args.out) {
-            Ok(public) => {
-                println!("{public}");
-                std::process::ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("neuroplex-relay keygen: {e}");
-                std::process::ExitCode::from(2)
-            }
-        },
+        Command::Token(args) => print_line("token", neuroplex_relay::serve::print_token(&args)),
+        Command::Keygen(args) => print_line("keygen", neuroplex_relay::group::keygen(&args.out)),
         Command::Serve(args) => {
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -50,6 +32,24 @@ fn main() -> std::process::ExitCode {
                     std::process::ExitCode::from(2)
                 }
             }
+        }
+    }
+}
+
+/// A subcommand whose result is one line on stdout (exit 0), or an error
+/// on stderr (exit 2).
+fn print_line(
+    command: &str,
+    result: Result<String, impl std::fmt::Display>,
+) -> std::process::ExitCode {
+    match result {
+        Ok(line) => {
+            println!("{line}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("neuroplex-relay {command}: {e}");
+            std::process::ExitCode::from(2)
         }
     }
 }

@@ -126,23 +126,25 @@ impl Machine {
         if let Err(why) = self.check_bounds(&op) {
             return (Outcome::Refused(why), None);
         }
+        self.run(principal, op)
+            .unwrap_or_else(|refused| (refused, None))
+    }
+
+    /// The rules; `Err` is an outcome that changed nothing.
+    fn run(&mut self, principal: &Principal, op: Op) -> Result<(Outcome, Option<Effect>), Outcome> {
         let limits = self.limits.clone();
-        match op {
+        Ok(match op {
             Op::CreateRoom { room } => {
                 if self.rooms.contains_key(&room) {
-                    return (Outcome::Denied(format!("room {room:?} exists")), None);
+                    return Err(Outcome::Denied(format!("room {room:?} exists")));
                 }
-                let owned = self.owned.entry(*principal).or_default();
-                if *owned >= limits.max_rooms_per_owner {
-                    return (
-                        Outcome::Refused(format!(
-                            "a principal may own at most {} rooms",
-                            limits.max_rooms_per_owner
-                        )),
-                        None,
-                    );
+                if self.owned.get(principal).copied().unwrap_or(0) >= limits.max_rooms_per_owner {
+                    return Err(Outcome::Refused(format!(
+                        "a principal may own at most {} rooms",
+                        limits.max_rooms_per_owner
+                    )));
                 }
-                *owned += 1;
+                *self.owned.entry(*principal).or_default() += 1;
                 let r = Room {
                     owner: *principal,
                     ..Room::default()
@@ -155,24 +157,15 @@ impl Machine {
                 principal: whom,
                 right,
             } => {
-                let r = match self.room_with(&room, principal, Right::Admin) {
-                    Ok(r) => r,
-                    Err(o) => return (o, None),
-                };
+                let r = self.room_with(&room, principal, Right::Admin)?;
                 if whom == r.owner {
-                    return (
-                        Outcome::Denied("the owner's rights do not change".into()),
-                        None,
-                    );
+                    return Err(Outcome::Denied("the owner's rights do not change".into()));
                 }
                 if !r.rights.contains_key(&whom) && r.rights.len() >= limits.max_grants_per_room {
-                    return (
-                        Outcome::Refused(format!(
-                            "a room grants rights to at most {} principals",
-                            limits.max_grants_per_room
-                        )),
-                        None,
-                    );
+                    return Err(Outcome::Refused(format!(
+                        "a room grants rights to at most {} principals",
+                        limits.max_grants_per_room
+                    )));
                 }
                 let before = r.rights.insert(whom, right);
                 let effect = before
@@ -188,15 +181,11 @@ impl Machine {
                 room,
                 principal: whom,
             } => {
-                let r = match self.room_with(&room, principal, Right::Admin) {
-                    Ok(r) => r,
-                    Err(o) => return (o, None),
-                };
+                let r = self.room_with(&room, principal, Right::Admin)?;
                 if whom == r.owner {
-                    return (
-                        Outcome::Denied("the owner's rights cannot be revoked".into()),
-                        None,
-                    );
+                    return Err(Outcome::Denied(
+                        "the owner's rights cannot be revoked".into(),
+                    ));
                 }
                 let effect = r.rights.remove(&whom).map(|_| Effect::RightsChanged {
                     room,
@@ -208,38 +197,32 @@ impl Machine {
             Op::Rights {
                 room,
                 principal: whom,
-            } => match self.room_with(&room, principal, Right::Read) {
-                Ok(r) => (Outcome::Rights(r.right_of(&whom)), None),
-                Err(o) => (o, None),
-            },
+            } => {
+                let r = self.room_with(&room, principal, Right::Read)?;
+                (Outcome::Rights(r.right_of(&whom)), None)
+            }
             Op::Put { room, key, value } => {
-                let r = match self.room_with(&room, principal, Right::Write) {
-                    Ok(r) => r,
-                    Err(o) => return (o, None),
-                };
+                let r = self.room_with(&room, principal, Right::Write)?;
                 if !r.registers.contains_key(&key) && r.entries() >= limits.max_entries_per_room {
-                    return (Outcome::Refused(full(&limits)), None);
+                    return Err(Outcome::Refused(full(&limits)));
                 }
                 r.registers.insert(key, value);
                 (Outcome::Done, None)
             }
-            Op::Get { room, key } => match self.room_with(&room, principal, Right::Read) {
-                Ok(r) => (Outcome::Value(r.registers.get(&key).cloned()), None),
-                Err(o) => (o, None),
-            },
+            Op::Get { room, key } => {
+                let r = self.room_with(&room, principal, Right::Read)?;
+                (Outcome::Value(r.registers.get(&key).cloned()), None)
+            }
             Op::CompareAndSet {
                 room,
                 key,
                 expected,
                 value,
             } => {
-                let r = match self.room_with(&room, principal, Right::Write) {
-                    Ok(r) => r,
-                    Err(o) => return (o, None),
-                };
+                let r = self.room_with(&room, principal, Right::Write)?;
                 let current = r.registers.get(&key);
                 if current != expected.as_ref() {
-                    return (Outcome::Mismatch(current.cloned()), None);
+                    return Err(Outcome::Mismatch(current.cloned()));
                 }
                 match value {
                     None => {
@@ -247,7 +230,7 @@ impl Machine {
                     }
                     Some(v) => {
                         if current.is_none() && r.entries() >= limits.max_entries_per_room {
-                            return (Outcome::Refused(full(&limits)), None);
+                            return Err(Outcome::Refused(full(&limits)));
                         }
                         r.registers.insert(key, v);
                     }
@@ -255,28 +238,22 @@ impl Machine {
                 (Outcome::Done, None)
             }
             Op::Claim { room, name } => {
-                let r = match self.room_with(&room, principal, Right::Write) {
-                    Ok(r) => r,
-                    Err(o) => return (o, None),
-                };
+                let r = self.room_with(&room, principal, Right::Write)?;
                 if let Some(by) = r.claims.get(&name) {
-                    return (Outcome::ClaimedBy(*by), None);
+                    return Err(Outcome::ClaimedBy(*by));
                 }
                 if r.entries() >= limits.max_entries_per_room {
-                    return (Outcome::Refused(full(&limits)), None);
+                    return Err(Outcome::Refused(full(&limits)));
                 }
                 r.claims.insert(name, *principal);
                 (Outcome::ClaimedBy(*principal), None)
             }
             Op::Checkpoint { room, digest } => {
-                let r = match self.room_with(&room, principal, Right::Write) {
-                    Ok(r) => r,
-                    Err(o) => return (o, None),
-                };
+                let r = self.room_with(&room, principal, Right::Write)?;
                 r.checkpoint = Some(digest);
                 (Outcome::Done, None)
             }
-        }
+        })
     }
 
     /// What `principal` may do in `room` (`None`: nothing, or no such room).
